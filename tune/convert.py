@@ -1,0 +1,132 @@
+"""turn_on / turn_off: switch a model's Conv -> BN pairs to Tune (or Deploy) mode, in place.
+
+Tune mode gives the conv and the BN module of each pair an instance-level `forward` (a functools.partial, so
+deepcopy and pickling work). While the BN normalises with running statistics, the conv computes BN(conv(x)) as one
+folded convolution (see fold.py) and the BN only applies what follows its normalisation (timm's activation); while
+the BN is in training mode both run their class's own forward, unchanged. No module, parameter or buffer is added
+or replaced, so state_dict, optimizers and the model's own forward are untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from .discover import find_pairs
+from .fold import FoldedConv, folded_weight_and_bias
+from .layers import (
+    after_normalisation,
+    batched_ndim,
+    bn_statistics,
+    conv_geometry,
+    uses_running_stats,
+    weight_layout,
+)
+
+MODES = ("tune", "deploy")
+
+
+@dataclass
+class Report:
+    """What turn_on did: converted pairs as (conv name, BN name), and every BN-like module left alone, with why."""
+
+    mode: str
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        verb = "folded permanently" if self.mode == "deploy" else "converted"
+        lines = [f"tune (mode={self.mode!r}): {len(self.pairs)} Conv->BN pairs {verb}, "
+                 f"{len(self.skipped)} BN layers left as they were"]
+        lines += [f"  left alone: {name}: {reason}" for name, reason in self.skipped[:10]]
+        if len(self.skipped) > 10:
+            lines.append(f"  ... and {len(self.skipped) - 10} more (see report.skipped)")
+        return "\n".join(lines)
+
+
+def _fold_now(bn: nn.Module, x: Tensor, ndim: int) -> bool:
+    """The one condition both modules of a pair test, so they always agree on whether this call is folded."""
+    return x.dim() == ndim and uses_running_stats(bn)
+
+
+def _tuned_conv_forward(conv: nn.Module, bn: nn.Module, x: Tensor, *args) -> Tensor:
+    if not _fold_now(bn, x, batched_ndim(conv)):
+        return type(conv).forward(conv, x, *args)
+    geometry, x = conv_geometry(conv, x, args[0] if args else None)
+    dtype = conv.weight.dtype
+    stats = bn_statistics(bn)
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            return FoldedConv.apply(x.to(dtype), conv.weight, conv.bias, stats.gamma, stats.beta, stats.mean,
+                                    stats.var, stats.eps, geometry, dtype)
+    return FoldedConv.apply(x, conv.weight, conv.bias, stats.gamma, stats.beta, stats.mean, stats.var,
+                            stats.eps, geometry, dtype)
+
+
+def _tuned_bn_forward(bn: nn.Module, ndim: int, x: Tensor) -> Tensor:
+    if not _fold_now(bn, x, ndim):
+        return type(bn).forward(bn, x)
+    return after_normalisation(bn)(x)
+
+
+def _is_tuned(module: nn.Module) -> bool:
+    forward = module.__dict__.get("forward")
+    return isinstance(forward, partial) and forward.func in (_tuned_conv_forward, _tuned_bn_forward)
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"tune expects a torch.nn.Module, got {type(model).__name__}")
+
+
+def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
+    """Deploy: give the conv new parameters W', b' and replace the BN by what follows its normalisation."""
+    conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+    with torch.no_grad():
+        weight, bias = folded_weight_and_bias(conv.weight, conv.bias, bn_statistics(bn), weight_layout(conv),
+                                              conv.weight.dtype)
+    conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
+    conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
+    parent_name, _, child = bn_name.rpartition(".")
+    replacement = nn.Sequential(bn.drop, bn.act) if hasattr(bn, "act") and hasattr(bn, "drop") else nn.Identity()
+    setattr(model.get_submodule(parent_name), child, replacement)
+
+
+def turn_on(model: nn.Module, mode: str = "tune") -> Report:
+    """Convert every foldable Conv -> BN pair of `model` in place and report what was converted and what was not.
+
+    mode='tune': each pair computes one folded convolution whenever its BN uses running statistics (eval mode, or
+    a frozen BN), with forward and backward equal to Eval mode's; in training mode it runs as before.
+    mode='deploy': fold the running statistics into the convs once and for all (inference, export); the BN modules
+    are replaced, so state_dict changes and turn_off cannot undo it. Calling turn_on again is harmless.
+    """
+    _check_model(model)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: tune.turn_on accepts mode={' or '.join(map(repr, MODES))}")
+    if mode == "deploy":
+        turn_off(model)
+    found = find_pairs(model)
+    for conv_name, bn_name in found.pairs:
+        if mode == "deploy":
+            _fold_permanently(model, conv_name, bn_name)
+            continue
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        conv.forward = partial(_tuned_conv_forward, conv, bn)
+        bn.forward = partial(_tuned_bn_forward, bn, batched_ndim(conv))
+    return Report(mode, found.pairs, found.skipped)
+
+
+def turn_off(model: nn.Module) -> list[str]:
+    """Undo turn_on(mode='tune'): every module runs its class's own forward again. Returns the restored names."""
+    _check_model(model)
+    restored = []
+    for name, module in model.named_modules():
+        if _is_tuned(module):
+            del module.forward
+            restored.append(name)
+    return restored
