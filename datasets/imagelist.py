@@ -22,7 +22,17 @@ def read_image(path: str | Path) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
 
 
-class ImageList(Dataset):
+class NumClassesMixin:
+    """Adds `.num_classes` to any dataset that has a `.classes` list (ours and torchvision's)."""
+
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class ImageList(NumClassesMixin, Dataset):
     """Images with integer labels; exposes `.classes`, `.num_classes`, `.samples` and `.targets`."""
 
     def __init__(
@@ -37,10 +47,6 @@ class ImageList(Dataset):
         self.classes = list(classes)
         self.transform = transform
         self.loader = loader
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -60,7 +66,7 @@ def read_list(list_file: Path, root: Path) -> list[Sample]:
         if not line.strip():
             continue
         parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or int(parts[1]) < 0:
+        if len(parts) != 2 or not parts[1].isdigit():
             raise ValueError(f"{list_file}:{number}: expected 'relative/path label', got {line!r}")
         samples.append((root / parts[0], int(parts[1])))
     return samples

@@ -19,6 +19,6 @@ VISDA2017 = DomainSpec(
         Archive("train", "train.tar", "http://csr.bu.edu/ftp/visda17/clf/train.tar"),
         Archive("validation", "validation.tar", "http://csr.bu.edu/ftp/visda17/clf/validation.tar"),
     ),
-    image_pattern="*.png (train) / *.jpg (validation)",
+    image_pattern="*.png (*.jpg in validation/)",
     homepage="https://ai.bu.edu/visda-2017/",
 )

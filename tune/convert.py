@@ -52,10 +52,11 @@ def _fold_now(bn: nn.Module, x: Tensor, ndim: int) -> bool:
     return x.dim() == ndim and uses_running_stats(bn)
 
 
-def _tuned_conv_forward(conv: nn.Module, bn: nn.Module, x: Tensor, *args) -> Tensor:
+def _tuned_conv_forward(conv: nn.Module, bn: nn.Module, x: Tensor, output_size: list[int] | None = None) -> Tensor:
     if not _fold_now(bn, x, batched_ndim(conv)):
+        args = (output_size,) if output_size is not None else ()
         return type(conv).forward(conv, x, *args)
-    geometry, x = conv_geometry(conv, x, args[0] if args else None)
+    geometry, x = conv_geometry(conv, x, output_size)
     dtype = conv.weight.dtype
     stats = bn_statistics(bn)
     device_type = x.device.type

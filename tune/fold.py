@@ -51,8 +51,9 @@ def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry) -> 
     """W * c with c (one value per output channel) broadcast over the weight's output-channel axis."""
     if not geometry.transposed:
         return weight * c.reshape(-1, *([1] * (weight.dim() - 1)))
-    grouped = weight.unflatten(0, (geometry.groups, -1))
-    return (grouped * c.reshape(geometry.groups, 1, -1, *([1] * (weight.dim() - 2)))).flatten(0, 1)
+    groups, in_channels = geometry.groups, weight.shape[0]
+    factor = c.reshape(groups, 1, -1).expand(groups, in_channels // groups, -1).reshape(in_channels, -1)
+    return weight * factor.reshape(*factor.shape, *([1] * (weight.dim() - 2)))
 
 
 def sum_per_output_channel(t: Tensor, geometry: ConvGeometry) -> Tensor:

@@ -28,7 +28,6 @@ _STOCK_BN_FORWARDS = {_BatchNorm.forward, nn.SyncBatchNorm.forward}
 _LIBRARY_BNS = {
     ("timm", "BatchNormAct2d"): (False, True),
     ("timm", "SyncBatchNormAct"): (False, True),
-    ("timm", "FrozenBatchNorm2d"): (True, False),
     ("timm", "FrozenBatchNormAct2d"): (True, True),
     ("torchvision", "FrozenBatchNorm2d"): (True, False),
 }

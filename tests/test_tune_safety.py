@@ -1,0 +1,199 @@
+"""What Tune mode must leave alone (and say why), and models torch.fx cannot trace as a whole."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from tune_testing import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
+
+import tune
+
+
+def check_left_alone(model: nn.Module, x: torch.Tensor, reason: str) -> tune.Report:
+    """turn_on converts nothing, reports the BN with `reason`, and the model still computes exactly as before."""
+    model = randomize_bn(model).eval()
+    reference = copy.deepcopy(model)
+    report = tune.turn_on(model)
+    assert report.pairs == []
+    assert any(reason in why for _, why in report.skipped), report.skipped
+    out, gx, grads = forward_backward(model, x)
+    ref_out, ref_gx, ref_grads = forward_backward(reference, x)
+    assert torch.equal(out[0], ref_out[0]) and torch.equal(gx, ref_gx)
+    assert all(torch.equal(grads[k], ref_grads[k]) for k in ref_grads)
+    return report
+
+
+X = torch.randn(2, 3, 6, 6)
+
+
+def test_conv_output_with_a_second_user_is_left_alone():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    check_left_alone(Residual(), X, "is also used by")
+
+
+def test_conv_called_twice_is_left_alone():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(self.conv(self.conv(x)))
+
+    check_left_alone(Twice(), X, "called 2 times")
+
+
+def test_bn_called_twice_is_left_alone():
+    class SharedBN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.bn = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(self.a(x)) + self.bn(self.b(x))
+
+    check_left_alone(SharedBN(), X, "BN called 2 times")
+
+
+def test_bn_fed_by_concatenation_is_left_alone():
+    class Cat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.bn = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(torch.cat([self.a(x), self.b(x)], 1))
+
+    check_left_alone(Cat(), X, "torch.cat")
+
+
+def test_bn_after_something_that_is_not_a_conv_is_left_alone():
+    check_left_alone(nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.BatchNorm2d(3)), X, "module 1")
+
+
+def test_bn_without_running_statistics_is_left_alone():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
+    check_left_alone(model, X, "track_running_stats=False")
+
+
+def test_module_registered_twice_is_left_alone():
+    class Aliased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3))
+            self.alias = self.block[0]
+
+        def forward(self, x):
+            return self.block(x)
+
+    check_left_alone(Aliased(), X, "registered under several names")
+
+
+def test_conv_with_a_custom_forward_is_left_alone():
+    class WeightStandardized(nn.Conv2d):
+        def forward(self, x):
+            w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / self.weight.std((1, 2, 3), keepdim=True)
+            return self._conv_forward(x, w, self.bias)
+
+    check_left_alone(nn.Sequential(WeightStandardized(3, 3, 3), nn.BatchNorm2d(3)), X, "custom forward")
+
+
+def test_conv_with_a_forward_hook_is_left_alone():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3))
+    model[0].register_forward_hook(lambda module, args, out: None)
+    check_left_alone(model, X, "forward hooks")
+
+
+def test_conv_weight_read_outside_the_module_is_left_alone():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) * self.conv.weight.sum()
+
+    check_left_alone(Tied(), X, "read outside")
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(self.stem(x))))
+
+
+class Detector(nn.Module):
+    """Data-dependent control flow at the top: torch.fx cannot trace it, its backbone it can."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        features = self.backbone(x)
+        if features.mean() > 0:
+            return self.head(features)
+        return -self.head(features)
+
+
+def test_untraceable_top_level_falls_back_to_tracing_the_backbone():
+    model = randomize_bn(Detector())
+    report = assert_matches_eval(model.eval(), X, rtol=1e-5)
+    assert report.pairs == [("backbone.stem.0", "backbone.stem.1"), ("backbone.conv", "backbone.bn")]
+
+
+def test_bn_inside_an_untraceable_module_is_reported_with_the_trace_error():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return y if y.sum() > 0 else -y
+
+    report = check_left_alone(Block(), X, "torch.fx cannot trace")
+    assert "<model>" in report.skipped[0][1]
+
+
+def test_branch_taken_only_in_training_is_seen():
+    class AuxInTraining(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.aux = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.Conv2d(3, 1, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            out = self.bn(y)
+            return (out, self.aux(y)) if self.training else out
+
+    model = randomize_bn(AuxInTraining()).eval()
+    report = tune.turn_on(model)
+    assert report.pairs == [] and "is also used by aux" in report.skipped[0][1]
+    assert model.training is False and model.conv.training is False
+
+
+def test_models_mode_is_restored_after_discovery():
+    model = randomize_bn(Backbone()).train()
+    model.bn.eval()
+    tune.turn_on(model)
+    assert model.training and model.stem[1].training and not model.bn.training
+    x = torch.randn(2, 3, 6, 6)
+    reference = copy.deepcopy(model)
+    tune.turn_off(reference)
+    assert max_relative_error(model(x), reference(x)) < 1e-5

@@ -1,0 +1,70 @@
+"""Real models: every eligible pair is converted, training matches Eval, and memory kept for backward is Deploy's."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import timm
+import torch
+import torchvision
+from torch import nn
+from tune_testing import assert_matches_eval, kept_bytes, randomize_bn
+
+import tune
+from tune.layers import is_bn_like
+
+ZOO = {
+    "resnet18": lambda: torchvision.models.resnet18(num_classes=10),
+    "resnet50": lambda: torchvision.models.resnet50(num_classes=10),
+    "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(num_classes=10),
+    "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(num_classes=10),
+    "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
+    "regnet_y_400mf": lambda: torchvision.models.regnet_y_400mf(num_classes=10),
+    "vgg11_bn": lambda: torchvision.models.vgg11_bn(num_classes=10),
+    "densenet121": lambda: torchvision.models.densenet121(num_classes=10),
+    "googlenet": lambda: torchvision.models.googlenet(num_classes=10, aux_logits=True, init_weights=True),
+    "timm:resnet50": lambda: timm.create_model("resnet50", num_classes=10),
+    "timm:efficientnet_b0": lambda: timm.create_model("efficientnet_b0", num_classes=10),
+    "timm:mobilenetv3_small_100": lambda: timm.create_model("mobilenetv3_small_100", num_classes=10),
+    "timm:regnety_002": lambda: timm.create_model("regnety_002", num_classes=10),
+}
+
+
+def bns_fed_directly_by_a_conv(model: nn.Module, x: torch.Tensor) -> set[str]:
+    """An oracle independent of torch.fx: run the model (a copy, in train and in eval mode) and see which BN
+    receives exactly a conv's output tensor."""
+    return _fed_in_mode(copy.deepcopy(model).train(), x) | _fed_in_mode(copy.deepcopy(model).eval(), x)
+
+
+def _fed_in_mode(model: nn.Module, x: torch.Tensor) -> set[str]:
+    conv_outputs, fed = [], set()
+    handles = [m.register_forward_hook(lambda mod, args, out: conv_outputs.append(out))
+               for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    for name, module in model.named_modules():
+        if is_bn_like(module):
+            handles.append(module.register_forward_pre_hook(
+                lambda mod, args, name=name: fed.add(name) if any(args[0] is o for o in conv_outputs) else None))
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return fed
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_converts_every_eligible_pair_trains_like_eval_and_keeps_what_deploy_keeps(name):
+    torch.manual_seed(0)
+    model = randomize_bn(ZOO[name]()).eval()
+    x = torch.randn(2, 3, 64, 64)
+    eligible = bns_fed_directly_by_a_conv(model, x)
+    assert eligible, "the oracle found no Conv -> BN pair"
+    # float64: in float32, rounding flips the odd ReLU/max-pool decision deep in a random network in either mode.
+    report = assert_matches_eval(copy.deepcopy(model).double(), x.double(), rtol=1e-9, steps=0)
+    assert {bn for _, bn in report.pairs} == eligible
+    tuned, deployed = copy.deepcopy(model), copy.deepcopy(model)
+    tune.turn_on(tuned)
+    tune.turn_on(deployed, mode="deploy")
+    tuned_bytes, deploy_bytes, eval_bytes = (kept_bytes(m, x) for m in (tuned, deployed, model))
+    assert tuned_bytes <= 1.01 * deploy_bytes, (tuned_bytes, deploy_bytes)
+    assert tuned_bytes < eval_bytes

@@ -1,0 +1,81 @@
+"""Shared checks for the tune tests: realistic BN statistics and side-by-side comparison with plain Eval mode."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+import tune
+from tune.layers import is_bn_like
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN-like layer non-trivial statistics and affine parameters, so a fold is really tested."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if not is_bn_like(module) or getattr(module, "running_mean", None) is None:
+                continue
+            n = module.running_mean.numel()
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            if module.weight is not None:
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
+    return model
+
+
+def _loss(output: Tensor | tuple) -> Tensor:
+    outputs = output if isinstance(output, tuple | list) else (output,)
+    weights = [torch.linspace(-1, 1, o.numel(), dtype=o.dtype).reshape(o.shape) for o in outputs]
+    return sum((o * w).sum() + 0.1 * o.square().sum() for o, w in zip(outputs, weights, strict=True))
+
+
+def forward_backward(model: nn.Module, x: Tensor, *args) -> tuple[list[Tensor], Tensor, dict[str, Tensor]]:
+    """Outputs, input gradient and every parameter gradient of one forward/backward."""
+    model.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(x.is_floating_point())
+    output = model(x, *args)
+    _loss(output).backward()
+    outputs = [o.detach() for o in (output if isinstance(output, tuple | list) else (output,))]
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    return outputs, x.grad, grads
+
+
+def max_relative_error(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max |b|: one number per tensor, robust to tiny entries."""
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
+
+
+def assert_matches_eval(model: nn.Module, x: Tensor, *args, rtol: float = 1e-5, steps: int = 1) -> tune.Report:
+    """Convert a copy of `model` to Tune mode and check it trains exactly like `model` itself (BNs in eval mode).
+
+    Compared: outputs, the input gradient and every parameter gradient; then one SGD step on each, and the
+    outputs and gradients again (so the fold is recomputed from the updated parameters).
+    """
+    reference = model
+    tuned = copy.deepcopy(reference)
+    report = tune.turn_on(tuned)
+    optimizers = [torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m in (reference, tuned)]
+    for _ in range(steps + 1):
+        (ref_out, ref_gx, ref_grads), (out, gx, grads) = (forward_backward(m, x, *args) for m in (reference, tuned))
+        assert grads.keys() == ref_grads.keys()
+        for got, want in zip(out, ref_out, strict=True):
+            assert max_relative_error(got, want) < rtol
+        if ref_gx is not None:
+            assert max_relative_error(gx, ref_gx) < rtol
+        for name, want in ref_grads.items():
+            assert max_relative_error(grads[name], want) < rtol, name
+        for optimizer in optimizers:
+            optimizer.step()
+    return report
+
+
+def kept_bytes(model: nn.Module, x: Tensor) -> int:
+    """Bytes autograd keeps for backward in one forward of `model`, parameters and buffers excluded."""
+    with tune.kept_for_backward(exclude=model) as kept:
+        output = model(x)
+    del output
+    return kept.nbytes
