@@ -5,30 +5,14 @@ from __future__ import annotations
 import copy
 
 import pytest
-import timm
 import torch
-import torchvision
 from torch import nn
 from tune_testing import assert_matches_eval, kept_bytes, randomize_bn
 
 import tune
+from experiments.benchmark import build_model
+from experiments.zoo import ZOO
 from tune.layers import is_bn_like
-
-ZOO = {
-    "resnet18": lambda: torchvision.models.resnet18(num_classes=10),
-    "resnet50": lambda: torchvision.models.resnet50(num_classes=10),
-    "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(num_classes=10),
-    "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(num_classes=10),
-    "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
-    "regnet_y_400mf": lambda: torchvision.models.regnet_y_400mf(num_classes=10),
-    "vgg11_bn": lambda: torchvision.models.vgg11_bn(num_classes=10),
-    "densenet121": lambda: torchvision.models.densenet121(num_classes=10),
-    "googlenet": lambda: torchvision.models.googlenet(num_classes=10, aux_logits=True, init_weights=True),
-    "timm:resnet50": lambda: timm.create_model("resnet50", num_classes=10),
-    "timm:efficientnet_b0": lambda: timm.create_model("efficientnet_b0", num_classes=10),
-    "timm:mobilenetv3_small_100": lambda: timm.create_model("mobilenetv3_small_100", num_classes=10),
-    "timm:regnety_002": lambda: timm.create_model("regnety_002", num_classes=10),
-}
 
 
 def bns_fed_directly_by_a_conv(model: nn.Module, x: torch.Tensor) -> set[str]:
@@ -55,7 +39,7 @@ def _fed_in_mode(model: nn.Module, x: torch.Tensor) -> set[str]:
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_model_converts_every_eligible_pair_trains_like_eval_and_keeps_what_deploy_keeps(name):
     torch.manual_seed(0)
-    model = randomize_bn(ZOO[name]()).eval()
+    model = randomize_bn(build_model(name)).eval()
     x = torch.randn(2, 3, 64, 64)
     eligible = bns_fed_directly_by_a_conv(model, x)
     assert eligible, "the oracle found no Conv -> BN pair"

@@ -1,0 +1,55 @@
+"""GPU paths (cuDNN kernels, fp16 autocast, channels_last): run where CUDA exists, skipped elsewhere."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from tune_testing import forward_backward, kept_bytes, max_relative_error, randomize_bn
+
+import tune
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def resnet(dtype=torch.float32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return randomize_bn(torchvision.models.resnet50(num_classes=10)).eval().to("cuda", dtype)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_tune_matches_eval_in_float64(channels_last):
+    model = resnet(torch.float64)
+    x = torch.randn(2, 3, 64, 64, device="cuda", dtype=torch.float64)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    tuned = copy.deepcopy(model)
+    tune.turn_on(tuned)
+    (out, gx, grads), (ref_out, ref_gx, ref_grads) = forward_backward(tuned, x), forward_backward(model, x)
+    assert max_relative_error(out[0], ref_out[0]) < 1e-9 and max_relative_error(gx, ref_gx) < 1e-9
+    assert all(max_relative_error(grads[k], ref_grads[k]) < 1e-9 for k in ref_grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_error_against_float64_is_close_to_evals(dtype):
+    model = resnet()
+    x = torch.randn(4, 3, 64, 64, device="cuda")
+    want_out = forward_backward(copy.deepcopy(model).double(), x.double())[0][0]
+    with torch.autocast("cuda", dtype=dtype):
+        eval_out = forward_backward(model, x)[0][0]
+        tune.turn_on(model)
+        tune_out = forward_backward(model, x)[0][0]
+    eval_error, tune_error = max_relative_error(eval_out, want_out), max_relative_error(tune_out, want_out)
+    assert tune_error <= 2 * eval_error + 1e-3, (tune_error, eval_error)
+
+
+def test_cuda_tune_keeps_what_deploy_keeps():
+    model = resnet()
+    x = torch.randn(8, 3, 160, 160, device="cuda")
+    tuned, deployed = copy.deepcopy(model), copy.deepcopy(model)
+    tune.turn_on(tuned)
+    tune.turn_on(deployed, mode="deploy")
+    eval_bytes, tune_bytes, deploy_bytes = (kept_bytes(m, x) for m in (model, tuned, deployed))
+    assert tune_bytes <= 1.01 * deploy_bytes < eval_bytes
