@@ -16,12 +16,18 @@ rule through W' and b' gives
     dL/dgamma = (sum over W's non-output axes of dW' * W  +  db' * (b - mu)) / sqrt(var + eps)
     dL/dbeta  = db'
 
-which is exactly what Eval mode computes, without the feature-map-sized BN pass. `FoldedConv` saves only the
+which is exactly what Eval mode computes, without the feature-map-sized BN pass.
+
+Each line is one existing kernel, which keeps eager mode cheap in kernel launches: W' is eval-mode BatchNorm applied
+to W viewed along its output channels (with mean 0 and no shift), b' is eval-mode BatchNorm applied to b, and
+BatchNorm's eval-mode backward over those same inputs returns c * dW', c * db' and the two halves of dL/dgamma.
+`FoldedConv` saves only the
 conv input and tensors that already exist (parameters and buffers); W' is recomputed in backward, so autograd keeps
 no more than a plain conv with a parameter weight (Deploy mode) would.
 
 For ConvTranspose the weight is (in, out / groups, *kernel): the output channel of W[i, j] is
-(i // (in / groups)) * (out / groups) + j, so c is broadcast group by group. Linear is a conv with weight (out, in).
+(i // (in / groups)) * (out / groups) + j, so the groups are moved next to that axis first. Linear is a conv with
+weight (out, in).
 The fold runs in float32 at least (float64 models stay float64) and W', b' are cast to the conv's compute dtype.
 """
 
@@ -47,21 +53,22 @@ class ConvGeometry:
     linear: bool = False
 
 
-def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry) -> Tensor:
-    """W * c with c (one value per output channel) broadcast over the weight's output-channel axis."""
+def _along_output_channels(weight: Tensor, geometry: ConvGeometry) -> Tensor:
+    """The weight as an (N, C_out, ...) tensor, so that BatchNorm kernels act along its output channels."""
     if not geometry.transposed:
-        return weight * c.reshape(-1, *([1] * (weight.dim() - 1)))
-    groups, in_channels = geometry.groups, weight.shape[0]
-    factor = c.reshape(groups, 1, -1).expand(groups, in_channels // groups, -1).reshape(in_channels, -1)
-    return weight * factor.reshape(*factor.shape, *([1] * (weight.dim() - 2)))
+        return weight.unsqueeze(0)
+    if geometry.groups == 1:
+        return weight
+    return weight.unflatten(0, (geometry.groups, -1)).movedim(0, 1).flatten(1, 2)
 
 
-def sum_per_output_channel(t: Tensor, geometry: ConvGeometry) -> Tensor:
-    """Sum a weight-shaped tensor over every axis but the output channel: the adjoint of the broadcast above."""
+def _back_to_weight(t: Tensor, geometry: ConvGeometry) -> Tensor:
+    """Inverse of _along_output_channels."""
     if not geometry.transposed:
-        return t.flatten(1).sum(1)
-    grouped = t.unflatten(0, (geometry.groups, -1))
-    return grouped.sum(dim=(1, *range(3, grouped.dim()))).reshape(-1)
+        return t.squeeze(0)
+    if geometry.groups == 1:
+        return t
+    return t.unflatten(1, (geometry.groups, -1)).movedim(1, 0).flatten(0, 1)
 
 
 @dataclass
@@ -75,23 +82,33 @@ class BNStatistics:
     eps: float
 
 
-def fold_factors(bn: BNStatistics, compute_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """c = gamma / sqrt(var + eps) and 1 / sqrt(var + eps), in compute_dtype."""
-    inv_std = torch.rsqrt(bn.var.to(compute_dtype) + bn.eps)
-    c = inv_std if bn.gamma is None else bn.gamma.to(compute_dtype) * inv_std
-    return c, inv_std
+def _compute_dtype(weight: Tensor) -> torch.dtype:
+    return torch.promote_types(weight.dtype, torch.float32)
+
+
+def folded_weight(weight: Tensor, bn: BNStatistics, geometry: ConvGeometry, zeros: Tensor) -> Tensor:
+    """W' = W * c, computed by one eval-mode BatchNorm kernel over W (mean 0, no shift), in the compute dtype."""
+    compute = _compute_dtype(weight)
+    gamma = None if bn.gamma is None else bn.gamma.to(compute)
+    folded = torch.batch_norm(_along_output_channels(weight.to(compute), geometry), gamma, None, zeros,
+                              bn.var.to(compute), False, 0.0, bn.eps, True)
+    return _back_to_weight(folded, geometry)
 
 
 def folded_weight_and_bias(
     weight: Tensor, bias: Tensor | None, bn: BNStatistics, geometry: ConvGeometry, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    """W' and b' of the module docstring, computed in float32 or wider, returned in `dtype`."""
-    compute_dtype = torch.promote_types(weight.dtype, torch.float32)
-    c, _ = fold_factors(bn, compute_dtype)
-    shift = -bn.mean.to(compute_dtype) if bias is None else bias.to(compute_dtype) - bn.mean.to(compute_dtype)
-    new_bias = c * shift if bn.beta is None else bn.beta.to(compute_dtype) + c * shift
-    new_weight = scale_output_channels(weight.to(compute_dtype), c, geometry)
-    return new_weight.to(dtype), new_bias.to(dtype)
+    """W' and b' of the module docstring, computed in float32 or wider, returned in `dtype`.
+
+    b' = beta + c * (b - mu) is exactly eval-mode BatchNorm applied to b, so both are single BatchNorm kernels.
+    """
+    compute = _compute_dtype(weight)
+    zeros = torch.zeros_like(bn.mean, dtype=compute)
+    bias = zeros if bias is None else bias.to(compute)
+    gamma, beta = (None if t is None else t.to(compute) for t in (bn.gamma, bn.beta))
+    new_bias = torch.batch_norm(bias.unsqueeze(0), gamma, beta, bn.mean.to(compute), bn.var.to(compute), False,
+                                0.0, bn.eps, True).squeeze(0)
+    return folded_weight(weight, bn, geometry, zeros).to(dtype), new_bias.to(dtype)
 
 
 def _forward_op(x: Tensor, weight: Tensor, bias: Tensor, g: ConvGeometry) -> Tensor:
@@ -132,23 +149,26 @@ class FoldedConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: D102
         x, weight, bias, gamma, mean, var = ctx.saved_tensors
-        geometry = ctx.geometry
-        bn = BNStatistics(gamma, None, mean, var, ctx.eps)
-        new_weight, _ = folded_weight_and_bias(weight, bias, bn, geometry, ctx.dtype)
-        grad_x, grad_w_folded, grad_b_folded = _backward_op(
-            grad, x, new_weight, geometry, ctx.needs_input_grad[0]
+        geometry, eps, need = ctx.geometry, ctx.eps, ctx.needs_input_grad
+        compute = _compute_dtype(weight)
+        zeros = torch.zeros_like(mean, dtype=compute)
+        bn = BNStatistics(gamma, None, mean, var, eps)
+        new_weight = folded_weight(weight, bn, geometry, zeros).to(ctx.dtype)
+        grad_x, grad_w_folded, grad_b_folded = _backward_op(grad, x, new_weight, geometry, need[0])
+        # Eval-mode BatchNorm backward over W (mean 0) and over b gives c * dW', c * db' and both halves of dgamma.
+        gamma_c = None if gamma is None else gamma.to(compute)
+        grad_weight, grad_gamma_w, _ = torch.ops.aten.native_batch_norm_backward(
+            _along_output_channels(grad_w_folded.to(compute), geometry),
+            _along_output_channels(weight.to(compute), geometry),
+            gamma_c, zeros, var.to(compute), None, None, False, eps, [need[1], need[3], False])
+        grad_bias, grad_gamma_b, _ = torch.ops.aten.native_batch_norm_backward(
+            grad_b_folded.to(compute).unsqueeze(0), (zeros if bias is None else bias.to(compute)).unsqueeze(0),
+            gamma_c, mean.to(compute), var.to(compute), None, None, False, eps, [need[2], need[3], False])
+        return (
+            grad_x,
+            _back_to_weight(grad_weight, geometry).to(weight.dtype) if need[1] else None,
+            grad_bias.squeeze(0).to(bias.dtype) if need[2] else None,
+            (grad_gamma_w + grad_gamma_b).to(gamma.dtype) if need[3] else None,
+            grad_b_folded.to(ctx.beta_dtype) if need[4] else None,
+            None, None, None, None, None,
         )
-        compute_dtype = torch.promote_types(weight.dtype, torch.float32)
-        c, inv_std = fold_factors(bn, compute_dtype)
-        grad_w_folded = grad_w_folded.to(compute_dtype)
-        grad_b_folded = grad_b_folded.to(compute_dtype)
-        need = ctx.needs_input_grad
-        grad_weight = scale_output_channels(grad_w_folded, c, geometry).to(weight.dtype) if need[1] else None
-        grad_bias = (c * grad_b_folded).to(bias.dtype) if need[2] else None
-        grad_gamma = None
-        if need[3]:
-            shift = -mean.to(compute_dtype) if bias is None else bias.to(compute_dtype) - mean.to(compute_dtype)
-            dc = sum_per_output_channel(grad_w_folded * weight.to(compute_dtype), geometry) + grad_b_folded * shift
-            grad_gamma = (dc * inv_std).to(gamma.dtype)
-        grad_beta = grad_b_folded.to(ctx.beta_dtype) if need[4] else None
-        return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None, None, None
