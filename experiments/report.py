@@ -105,8 +105,7 @@ def load_runs(logdir: str | Path) -> list[Run]:
         acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
         acc.Reload()
         scalars = {
-            tag: sorted((event.step, event.value) for event in acc.Scalars(tag))
-            for tag in acc.Tags()["scalars"]
+            tag: sorted((event.step, event.value) for event in acc.Scalars(tag)) for tag in acc.Tags()["scalars"]
         }
         run = Run(str(run_dir.relative_to(root)) or ".", _read_config(acc), scalars)
         missing = [tag for tag in EXPECTED_SCALARS if tag not in scalars] + ([] if run.config else ["config"])
