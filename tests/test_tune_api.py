@@ -105,7 +105,8 @@ def test_deepcopy_and_torch_save_load_keep_tune_mode(tmp_path):
     reference = copy.deepcopy(model)
     tune.turn_on(model)
     clone = copy.deepcopy(model)
-    assert clone[0].forward.args[0] is clone[0] and clone[0].forward.args[1] is clone[1]
+    plan = clone[0].forward.args[0]
+    assert plan.conv is clone[0] and plan.bn is clone[1] and clone[1].forward.args[0] is plan
     buffer = io.BytesIO()
     torch.save(model, buffer)
     buffer.seek(0)

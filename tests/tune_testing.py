@@ -29,7 +29,7 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def _loss(output: Tensor | tuple) -> Tensor:
     outputs = output if isinstance(output, tuple | list) else (output,)
-    weights = [torch.linspace(-1, 1, o.numel(), dtype=o.dtype).reshape(o.shape) for o in outputs]
+    weights = [torch.linspace(-1, 1, o.numel(), dtype=o.dtype, device=o.device).reshape(o.shape) for o in outputs]
     return sum((o * w).sum() + 0.1 * o.square().sum() for o, w in zip(outputs, weights, strict=True))
 
 

@@ -1,10 +1,11 @@
 """turn_on / turn_off: switch a model's Conv -> BN pairs to Tune (or Deploy) mode, in place.
 
-Tune mode gives the conv and the BN module of each pair an instance-level `forward` (a functools.partial, so
-deepcopy and pickling work). While the BN normalises with running statistics, the conv computes BN(conv(x)) as one
-folded convolution (see fold.py) and the BN only applies what follows its normalisation (timm's activation); while
-the BN is in training mode both run their class's own forward, unchanged. No module, parameter or buffer is added
-or replaced, so state_dict, optimizers and the model's own forward are untouched.
+Tune mode gives the conv and the BN module of each pair an instance-level `forward`: a functools.partial of a
+module-level function and a small plan object, so deepcopy and pickling work. While the BN normalises with running
+statistics, the conv computes BN(conv(x)) as one folded convolution (see fold.py) and the BN only applies what
+follows its normalisation (timm's activation); while the BN is in training mode both run their class's own forward,
+unchanged. No module, parameter or buffer is added or replaced, so state_dict, optimizers and the model's own
+forward are untouched.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from .discover import find_pairs
-from .fold import FoldedConv, folded_weight_and_bias
+from .fold import ConvGeometry, FoldedConv, folded_weight_and_bias
 from .layers import (
-    after_normalisation,
+    always_running_stats,
     batched_ndim,
-    bn_statistics,
     conv_geometry,
-    uses_running_stats,
+    has_activation,
+    static_geometry,
     weight_layout,
 )
 
@@ -47,32 +48,49 @@ class Report:
         return "\n".join(lines)
 
 
-def _fold_now(bn: nn.Module, x: Tensor, ndim: int) -> bool:
-    """The one condition both modules of a pair test, so they always agree on whether this call is folded."""
-    return x.dim() == ndim and uses_running_stats(bn)
+@dataclass(eq=False)
+class _Pair:
+    """What a converted pair's two forwards share, worked out once at turn_on."""
+
+    conv: nn.Module
+    bn: nn.Module
+    ndim: int  # folding needs a batched input (a BN's channel axis is 1)
+    frozen: bool  # the BN has no training mode
+    activation: bool  # the BN applies dropout and an activation after normalising
+    geometry: ConvGeometry | None  # None: depends on the input
+
+    def folds(self, x: Tensor) -> bool:
+        """The one condition both modules test, so they always agree on whether this call is folded."""
+        bn = self.bn
+        return x.dim() == self.ndim and (self.frozen or (not bn.training and bn.running_var is not None))
 
 
-def _tuned_conv_forward(conv: nn.Module, bn: nn.Module, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-    if not _fold_now(bn, x, batched_ndim(conv)):
-        args = (output_size,) if output_size is not None else ()
-        return type(conv).forward(conv, x, *args)
-    geometry, x = conv_geometry(conv, x, output_size)
-    dtype = conv.weight.dtype
-    stats = bn_statistics(bn)
+def _pair(conv: nn.Module, bn: nn.Module) -> _Pair:
+    return _Pair(conv, bn, batched_ndim(conv), always_running_stats(bn), has_activation(bn), static_geometry(conv))
+
+
+def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+    conv, bn = pair.conv, pair.bn
+    if not pair.folds(x):
+        return type(conv).forward(conv, x, *(() if output_size is None else (output_size,)))
+    geometry = pair.geometry
+    if geometry is None:
+        geometry, x = conv_geometry(conv, x, output_size)
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False):
-            return FoldedConv.apply(x.to(dtype), conv.weight, conv.bias, stats.gamma, stats.beta, stats.mean,
-                                    stats.var, stats.eps, geometry, dtype)
-    return FoldedConv.apply(x, conv.weight, conv.bias, stats.gamma, stats.beta, stats.mean, stats.var,
-                            stats.eps, geometry, dtype)
+            return FoldedConv.apply(x.to(dtype), conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                                    bn.running_var, bn.eps, geometry, dtype)
+    return FoldedConv.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
+                            geometry, conv.weight.dtype)
 
 
-def _tuned_bn_forward(bn: nn.Module, ndim: int, x: Tensor) -> Tensor:
-    if not _fold_now(bn, x, ndim):
+def _tuned_bn_forward(pair: _Pair, x: Tensor) -> Tensor:
+    bn = pair.bn
+    if not pair.folds(x):
         return type(bn).forward(bn, x)
-    return after_normalisation(bn)(x)
+    return bn.act(bn.drop(x)) if pair.activation else x
 
 
 def _is_tuned(module: nn.Module) -> bool:
@@ -89,8 +107,8 @@ def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
     """Deploy: give the conv new parameters W', b' and replace the BN by what follows its normalisation."""
     conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
     with torch.no_grad():
-        weight, bias = folded_weight_and_bias(conv.weight, conv.bias, bn_statistics(bn), weight_layout(conv),
-                                              conv.weight.dtype)
+        weight, bias = folded_weight_and_bias(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                                              bn.running_var, bn.eps, weight_layout(conv))
     conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
     conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
     parent_name, _, child = bn_name.rpartition(".")
@@ -116,9 +134,9 @@ def turn_on(model: nn.Module, mode: str = "tune") -> Report:
         if mode == "deploy":
             _fold_permanently(model, conv_name, bn_name)
             continue
-        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
-        conv.forward = partial(_tuned_conv_forward, conv, bn)
-        bn.forward = partial(_tuned_bn_forward, bn, batched_ndim(conv))
+        pair = _pair(model.get_submodule(conv_name), model.get_submodule(bn_name))
+        pair.conv.forward = partial(_tuned_conv_forward, pair)
+        pair.bn.forward = partial(_tuned_bn_forward, pair)
     return Report(mode, found.pairs, found.skipped)
 
 

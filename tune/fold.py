@@ -16,19 +16,14 @@ rule through W' and b' gives
     dL/dgamma = (sum over W's non-output axes of dW' * W  +  db' * (b - mu)) / sqrt(var + eps)
     dL/dbeta  = db'
 
-which is exactly what Eval mode computes, without the feature-map-sized BN pass.
-
-Each line is one existing kernel, which keeps eager mode cheap in kernel launches: W' is eval-mode BatchNorm applied
-to W viewed along its output channels (with mean 0 and no shift), b' is eval-mode BatchNorm applied to b, and
-BatchNorm's eval-mode backward over those same inputs returns c * dW', c * db' and the two halves of dL/dgamma.
-`FoldedConv` saves only the
-conv input and tensors that already exist (parameters and buffers); W' is recomputed in backward, so autograd keeps
-no more than a plain conv with a parameter weight (Deploy mode) would.
+which is exactly what Eval mode computes, without the feature-map-sized BN pass. `FoldedConv` saves only the conv
+input and tensors that already exist (parameters and buffers); c and W' are recomputed in backward, so autograd keeps
+no more than a plain conv with a parameter weight (Deploy mode) would. Each line above is one or two tensor ops:
+eager mode pays few kernel launches and little Python per pair.
 
 For ConvTranspose the weight is (in, out / groups, *kernel): the output channel of W[i, j] is
-(i // (in / groups)) * (out / groups) + j, so the groups are moved next to that axis first. Linear is a conv with
-weight (out, in).
-The fold runs in float32 at least (float64 models stay float64) and W', b' are cast to the conv's compute dtype.
+(i // (in / groups)) * (out / groups) + j, so c is expanded group by group. Linear is a conv with weight (out, in).
+The fold runs in float32 at least (float64 models stay float64); W' and b' are then cast to the conv's dtype.
 """
 
 from __future__ import annotations
@@ -53,70 +48,56 @@ class ConvGeometry:
     linear: bool = False
 
 
-def _along_output_channels(weight: Tensor, geometry: ConvGeometry) -> Tensor:
-    """The weight as an (N, C_out, ...) tensor, so that BatchNorm kernels act along its output channels."""
+def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry) -> Tensor:
+    """W * c with c (one value per output channel) broadcast over the weight's output-channel axis."""
     if not geometry.transposed:
-        return weight.unsqueeze(0)
-    if geometry.groups == 1:
-        return weight
-    return weight.unflatten(0, (geometry.groups, -1)).movedim(0, 1).flatten(1, 2)
+        return weight * c.view(-1, *([1] * (weight.dim() - 1)))
+    groups, in_channels = geometry.groups, weight.shape[0]
+    factor = c.view(groups, 1, -1).expand(groups, in_channels // groups, -1).reshape(in_channels, -1)
+    return weight * factor.view(*factor.shape, *([1] * (weight.dim() - 2)))
 
 
-def _back_to_weight(t: Tensor, geometry: ConvGeometry) -> Tensor:
-    """Inverse of _along_output_channels."""
+def dot_per_output_channel(a: Tensor, b: Tensor, geometry: ConvGeometry) -> Tensor:
+    """sum(a * b) over every axis but the output channel (a batched dot product: no weight-sized temporary)."""
     if not geometry.transposed:
-        return t.squeeze(0)
-    if geometry.groups == 1:
-        return t
-    return t.unflatten(1, (geometry.groups, -1)).movedim(1, 0).flatten(0, 1)
+        return torch.bmm(a.flatten(1).unsqueeze(1), b.flatten(1).unsqueeze(2)).flatten()
+    grouped = (a * b).unflatten(0, (geometry.groups, -1))
+    return grouped.sum(dim=(1, *range(3, grouped.dim()))).reshape(-1)
 
 
-@dataclass
-class BNStatistics:
-    """The BN side of a fold: affine parameters (None without affine) and running statistics."""
-
-    gamma: Tensor | None
-    beta: Tensor | None
-    mean: Tensor
-    var: Tensor
-    eps: float
+def _wide(t: Tensor) -> Tensor:
+    """t in float32 at least: the fold is computed at that precision whatever the model's dtype."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def _compute_dtype(weight: Tensor) -> torch.dtype:
-    return torch.promote_types(weight.dtype, torch.float32)
+def fold_factors(gamma: Tensor | None, var: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """c = gamma / sqrt(var + eps) and 1 / sqrt(var + eps)."""
+    inv_std = torch.rsqrt(_wide(var) + eps)
+    return (inv_std if gamma is None else _wide(gamma) * inv_std), inv_std
 
 
-def folded_weight(weight: Tensor, bn: BNStatistics, geometry: ConvGeometry, zeros: Tensor) -> Tensor:
-    """W' = W * c, computed by one eval-mode BatchNorm kernel over W (mean 0, no shift), in the compute dtype."""
-    compute = _compute_dtype(weight)
-    gamma = None if bn.gamma is None else bn.gamma.to(compute)
-    folded = torch.batch_norm(_along_output_channels(weight.to(compute), geometry), gamma, None, zeros,
-                              bn.var.to(compute), False, 0.0, bn.eps, True)
-    return _back_to_weight(folded, geometry)
+def add_shift(base: Tensor | None, scale: Tensor, bias: Tensor | None, mean: Tensor) -> Tensor:
+    """base + scale * (b - mu), with b = 0 without conv bias and base = 0 when None (one op in the common cases).
 
-
-def folded_weight_and_bias(
-    weight: Tensor, bias: Tensor | None, bn: BNStatistics, geometry: ConvGeometry, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """W' and b' of the module docstring, computed in float32 or wider, returned in `dtype`.
-
-    b' = beta + c * (b - mu) is exactly eval-mode BatchNorm applied to b, so both are single BatchNorm kernels.
+    b' = add_shift(beta, c, b, mu) in forward; dL/dgamma * sqrt(var + eps) = add_shift(sum dW' * W, db', b, mu).
     """
-    compute = _compute_dtype(weight)
-    zeros = torch.zeros_like(bn.mean, dtype=compute)
-    bias = zeros if bias is None else bias.to(compute)
-    gamma, beta = (None if t is None else t.to(compute) for t in (bn.gamma, bn.beta))
-    new_bias = torch.batch_norm(bias.unsqueeze(0), gamma, beta, bn.mean.to(compute), bn.var.to(compute), False,
-                                0.0, bn.eps, True).squeeze(0)
-    return folded_weight(weight, bn, geometry, zeros).to(dtype), new_bias.to(dtype)
+    if bias is not None:
+        shift = _wide(bias) - _wide(mean)
+        return scale * shift if base is None else torch.addcmul(base, scale, shift)
+    if base is None:
+        return -(scale * _wide(mean))
+    return torch.addcmul(base, scale, _wide(mean), value=-1)
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _forward_op(x: Tensor, weight: Tensor, bias: Tensor, g: ConvGeometry) -> Tensor:
     if g.linear:
         return F.linear(x, weight, bias)
-    return torch.ops.aten.convolution(
-        x, weight, bias, g.stride, g.padding, g.dilation, g.transposed, g.output_padding, g.groups
-    )
+    return torch.convolution(x, weight, bias, g.stride, g.padding, g.dilation, g.transposed, g.output_padding,
+                             g.groups)
 
 
 def _backward_op(
@@ -127,7 +108,7 @@ def _backward_op(
         grad_x = grad @ weight if need_input else None
         return grad_x, grad.t() @ x, grad.sum(0)
     out_channels = weight.shape[1] * g.groups if g.transposed else weight.shape[0]
-    return torch.ops.aten.convolution_backward(
+    return torch.ops.aten.convolution_backward.default(
         grad, x, weight, [out_channels], g.stride, g.padding, g.dilation, g.transposed,
         g.output_padding, g.groups, [need_input, True, True],
     )
@@ -138,8 +119,9 @@ class FoldedConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, mean, var, eps, geometry, dtype):  # noqa: D102
-        bn = BNStatistics(gamma, beta, mean, var, eps)
-        new_weight, new_bias = folded_weight_and_bias(weight, bias, bn, geometry, dtype)
+        c, _ = fold_factors(gamma, var, eps)
+        new_weight = _cast(scale_output_channels(_wide(weight), c, geometry), dtype)
+        new_bias = _cast(add_shift(None if beta is None else _wide(beta), c, bias, mean), dtype)
         ctx.save_for_backward(x, weight, bias, gamma, mean, var)
         ctx.eps, ctx.geometry, ctx.dtype = eps, geometry, dtype
         ctx.beta_dtype = None if beta is None else beta.dtype
@@ -149,26 +131,28 @@ class FoldedConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: D102
         x, weight, bias, gamma, mean, var = ctx.saved_tensors
-        geometry, eps, need = ctx.geometry, ctx.eps, ctx.needs_input_grad
-        compute = _compute_dtype(weight)
-        zeros = torch.zeros_like(mean, dtype=compute)
-        bn = BNStatistics(gamma, None, mean, var, eps)
-        new_weight = folded_weight(weight, bn, geometry, zeros).to(ctx.dtype)
+        geometry, need = ctx.geometry, ctx.needs_input_grad
+        c, inv_std = fold_factors(gamma, var, ctx.eps)
+        wide_weight = _wide(weight)
+        new_weight = _cast(scale_output_channels(wide_weight, c, geometry), ctx.dtype)
         grad_x, grad_w_folded, grad_b_folded = _backward_op(grad, x, new_weight, geometry, need[0])
-        # Eval-mode BatchNorm backward over W (mean 0) and over b gives c * dW', c * db' and both halves of dgamma.
-        gamma_c = None if gamma is None else gamma.to(compute)
-        grad_weight, grad_gamma_w, _ = torch.ops.aten.native_batch_norm_backward(
-            _along_output_channels(grad_w_folded.to(compute), geometry),
-            _along_output_channels(weight.to(compute), geometry),
-            gamma_c, zeros, var.to(compute), None, None, False, eps, [need[1], need[3], False])
-        grad_bias, grad_gamma_b, _ = torch.ops.aten.native_batch_norm_backward(
-            grad_b_folded.to(compute).unsqueeze(0), (zeros if bias is None else bias.to(compute)).unsqueeze(0),
-            gamma_c, mean.to(compute), var.to(compute), None, None, False, eps, [need[2], need[3], False])
-        return (
-            grad_x,
-            _back_to_weight(grad_weight, geometry).to(weight.dtype) if need[1] else None,
-            grad_bias.squeeze(0).to(bias.dtype) if need[2] else None,
-            (grad_gamma_w + grad_gamma_b).to(gamma.dtype) if need[3] else None,
-            grad_b_folded.to(ctx.beta_dtype) if need[4] else None,
-            None, None, None, None, None,
-        )
+        grad_w_folded, grad_b_folded = _wide(grad_w_folded), _wide(grad_b_folded)
+        grad_weight = _cast(scale_output_channels(grad_w_folded, c, geometry), weight.dtype) if need[1] else None
+        grad_bias = _cast(c * grad_b_folded, bias.dtype) if need[2] else None
+        grad_gamma = None
+        if need[3]:
+            dc = add_shift(dot_per_output_channel(grad_w_folded, wide_weight, geometry), grad_b_folded, bias, mean)
+            grad_gamma = _cast(dc * inv_std, gamma.dtype)
+        grad_beta = _cast(grad_b_folded, ctx.beta_dtype) if need[4] else None
+        return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None, None, None
+
+
+def folded_weight_and_bias(
+    weight: Tensor, bias: Tensor | None, gamma: Tensor | None, beta: Tensor | None, mean: Tensor, var: Tensor,
+    eps: float, geometry: ConvGeometry,
+) -> tuple[Tensor, Tensor]:
+    """W' and b', once, in the weight's dtype (Deploy mode)."""
+    c, _ = fold_factors(gamma, var, eps)
+    new_weight = scale_output_channels(_wide(weight), c, geometry)
+    return _cast(new_weight, weight.dtype), _cast(add_shift(None if beta is None else _wide(beta), c, bias, mean),
+                                                  weight.dtype)

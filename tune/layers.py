@@ -9,14 +9,12 @@ so importing tune imports neither.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from .fold import BNStatistics, ConvGeometry
+from .fold import ConvGeometry
 
 _STOCK_CONV_FORWARDS = {
     cls.forward
@@ -85,24 +83,16 @@ def pair_problem(conv: nn.Module, bn: nn.Module) -> str | None:
     return None
 
 
-def uses_running_stats(bn: nn.Module) -> bool:
-    """True when this BN normalises with its running statistics right now (the only case Tune folds)."""
-    if _library_kind(bn) is not None and _library_kind(bn)[0]:
-        return True
-    return not bn.training and bn.running_mean is not None and bn.running_var is not None
-
-
-def bn_statistics(bn: nn.Module) -> BNStatistics:
-    """The tensors a fold reads, live: affine parameters (None without affine) and running statistics."""
-    return BNStatistics(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
-
-
-def after_normalisation(bn: nn.Module) -> Callable[[Tensor], Tensor]:
-    """What the BN module applies after normalising: timm's dropout and activation, or nothing."""
+def always_running_stats(bn: nn.Module) -> bool:
+    """Frozen BNs (torchvision, timm) have no training mode: they always normalise with running statistics."""
     kind = _library_kind(bn)
-    if kind is not None and kind[1]:
-        return lambda x: bn.act(bn.drop(x))
-    return lambda x: x
+    return kind is not None and kind[0]
+
+
+def has_activation(bn: nn.Module) -> bool:
+    """timm's BN+activation layers apply dropout and an activation after normalising."""
+    kind = _library_kind(bn)
+    return kind is not None and kind[1]
 
 
 def batched_ndim(conv: nn.Module) -> int:
@@ -115,6 +105,18 @@ def weight_layout(conv: nn.Module) -> ConvGeometry:
     if isinstance(conv, nn.Linear):
         return ConvGeometry(linear=True)
     return ConvGeometry(transposed=conv.transposed, groups=conv.groups)
+
+
+def static_geometry(conv: nn.Module) -> ConvGeometry | None:
+    """The conv's geometry when it does not depend on the input (no input padding, no output_size), else None."""
+    if isinstance(conv, nn.Linear):
+        return ConvGeometry(linear=True)
+    if conv.transposed or conv.padding_mode != "zeros" or conv.padding == "same":
+        return None
+    spatial = len(conv.kernel_size)
+    padding = (0,) * spatial if conv.padding == "valid" else tuple(conv.padding)
+    return ConvGeometry(stride=tuple(conv.stride), padding=padding, dilation=tuple(conv.dilation),
+                        output_padding=(0,) * spatial, groups=conv.groups)
 
 
 def conv_geometry(conv: nn.Module, x: Tensor, output_size: list[int] | None) -> tuple[ConvGeometry, Tensor]:
