@@ -1,0 +1,128 @@
+"""Networks of the experiments: a backbone without its classifier, the classifier on top, the paper's BN modes."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import timm
+import torch
+import torchvision
+from torch import Tensor, nn
+
+import tune
+from experiments.utils import ExperimentError
+
+BN_MODES = ("train", "eval", "tune", "deploy")
+OWN_PREFIX = "classifier.backbone."  # where the backbone sits in the engine's checkpoints
+
+
+def build_backbone(arch: str, pretrained: str | None = None, scratch: bool = False) -> tuple[nn.Module, int]:
+    """The backbone `arch` ending in global pooling, without its classifier, and its feature size.
+
+    `resnet50` names a torchvision model, `timm:efficientnet_b0` a timm one. Weights: ImageNet through the
+    library (default), the local checkpoint `pretrained`, or random ones (`scratch`).
+    """
+    fetch = not scratch and pretrained is None
+    is_timm = arch.startswith("timm:")
+    name = arch.removeprefix("timm:")
+    if not (timm.is_model(name) if is_timm else name in torchvision.models.list_models()):
+        library = "timm" if is_timm else "torchvision (prefix timm: for a timm model)"
+        raise ExperimentError(f"unknown architecture {arch!r} in {library}")
+    try:
+        if is_timm:
+            backbone = timm.create_model(name, pretrained=fetch, num_classes=0)
+            features = backbone.num_features
+        else:
+            backbone = torchvision.models.get_model(name, weights=_imagenet_weights(name) if fetch else None)
+            features = _drop_last_linear(backbone)
+    except OSError as error:
+        raise ExperimentError(
+            f"cannot fetch the ImageNet weights of {arch} ({error}): pass --pretrained PATH to load a local "
+            f"checkpoint, or --scratch to start from random weights"
+        ) from error
+    if pretrained is not None:
+        _load_local_weights(backbone, Path(pretrained))
+    return backbone, features
+
+
+def _imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
+    """The original ImageNet weights where there are several (what TLlib's published numbers used)."""
+    weights = torchvision.models.get_model_weights(name)
+    return getattr(weights, "IMAGENET1K_V1", weights.DEFAULT)
+
+
+def _drop_last_linear(model: nn.Module) -> int:
+    """Replace the model's last Linear (its classifier) by Identity; return that layer's input size."""
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ExperimentError(f"{type(model).__name__} has no Linear classifier to remove")
+    name, linear = linears[-1]
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, nn.Identity())
+    return linear.in_features
+
+
+def _load_local_weights(backbone: nn.Module, path: Path) -> None:
+    """Load a state dict (bare, under 'state_dict'/'model', or an engine checkpoint's backbone) that must fit
+    the backbone exactly, except for one left-over module: the checkpoint's classifier."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
+        raise ExperimentError(f"cannot read --pretrained {path}: {error}") from error
+    state = state.get("state_dict", state.get("model", state))
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    if any(key.startswith(OWN_PREFIX) for key in state):  # a checkpoint of this project's engine
+        state = {key.removeprefix(OWN_PREFIX): value for key, value in state.items() if key.startswith(OWN_PREFIX)}
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shapes that differ
+        raise ExperimentError(f"--pretrained {path} does not fit the backbone: {error}") from error
+    if missing or len({key.rpartition(".")[0] for key in unexpected}) > 1:  # more left over than one classifier
+        raise ExperimentError(f"--pretrained {path} does not fit the backbone: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
+
+
+def apply_bn_mode(backbone: nn.Module, mode: str) -> tune.Report | None:
+    """Put the pretrained backbone's BN layers in the paper's `mode`; returns tune's report where it converts.
+
+    train: batch statistics (untouched). eval: running statistics, frozen through train(). tune: eval, computed as
+    folded convolutions. deploy: the statistics folded into the convs for good (new trainable conv weights).
+    """
+    if mode == "train":
+        return None
+    tune.freeze_bn_stats(backbone)
+    if mode == "eval":
+        return None
+    return tune.turn_on(backbone, mode=mode)
+
+
+class Classifier(nn.Module):
+    """backbone -> [bottleneck Linear-BN-ReLU] -> linear head; returns the logits and the features the head saw."""
+
+    def __init__(self, backbone: nn.Module, backbone_dim: int, num_classes: int, bottleneck_dim: int = 0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        if bottleneck_dim:
+            self.bottleneck = nn.Sequential(
+                nn.Linear(backbone_dim, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU()
+            )
+        else:
+            self.bottleneck = nn.Identity()
+        self.features_dim = bottleneck_dim or backbone_dim
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.features_dim, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.bottleneck(self.backbone(x))
+        return self.head(features), features
+
+
+def parameter_groups(model: nn.Module, backbone: nn.Module, lr: float, backbone_scale: float) -> list[dict]:
+    """Two optimizer groups: the backbone at `backbone_scale` x lr, everything else in `model` at lr."""
+    in_backbone = {id(p) for p in backbone.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if id(p) in in_backbone], "lr": lr * backbone_scale},
+        {"params": [p for p in trainable if id(p) not in in_backbone], "lr": lr},
+    ]

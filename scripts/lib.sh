@@ -1,0 +1,70 @@
+# Sourced by the sweep scripts: the environment (env.sh), the settings every sweep shares, one run (skipped when
+# finished, resumed when interrupted, only printed under DRY_RUN=1) and the closing report.
+#
+# Environment: ROOT (data folder), LOG (log folder), GPU (sets CUDA_VISIBLE_DEVICES), DEVICE (cuda, cpu, ...),
+# EPOCHS and ITERS (override the protocol's schedule), METHODS, MODES, SEEDS (space-separated lists), ARGS (extra
+# options for every run, e.g. "--crop-size 64 -j 0"), DRY_RUN=1 (print the commands, run nothing).
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+if [ -n "${GPU:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPU"; fi
+MODES="${MODES:-train eval tune}"
+SEEDS="${SEEDS:-0}"
+# shellcheck disable=SC2206  # word splitting wanted: ARGS is a list of options
+COMMON=(${DEVICE:+--device "$DEVICE"} ${ARGS:-})
+
+# run_experiment METHOD RUN_DIR OPTION...: python -m experiments.METHOD OPTION... --log RUN_DIR
+run_experiment() {
+  local method="$1" dir="$2"
+  shift 2
+  if [ -f "$dir/results.json" ]; then
+    echo "finished already, skipped: $dir"
+    return
+  fi
+  local cmd=(python -m "experiments.$method" "$@" "${COMMON[@]}" --log "$dir")
+  [ -f "$dir/checkpoint.pt" ] && cmd+=(--resume "$dir")
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "${cmd[*]}"
+  else
+    "${cmd[@]}"
+  fi
+}
+
+# schedule METHOD DA_EPOCHS: --epochs/-i of the protocol (ERM: 5 x 500; DANN, CDAN: DA_EPOCHS x 1000)
+schedule() {
+  if [ "$1" = finetune ]; then
+    echo "--epochs ${EPOCHS:-5} -i ${ITERS:-500}"
+  else
+    echo "--epochs ${EPOCHS:-$2} -i ${ITERS:-1000}"
+  fi
+}
+
+# sweep_da DATASET DA_EPOCHS TASK... [-- OPTION...]: every TASK (SOURCE:TARGET) x METHODS x MODES x SEEDS
+sweep_da() {
+  local dataset="$1" epochs="$2" tasks=()
+  shift 2
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do tasks+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  local task method mode seed src tgt
+  for task in "${tasks[@]}"; do
+    src="${task%%:*}" tgt="${task#*:}"
+    for method in ${METHODS:-finetune dann cdan}; do
+      for mode in $MODES; do
+        for seed in $SEEDS; do
+          # shellcheck disable=SC2046  # schedule prints options to split
+          run_experiment "$method" "$LOG/${src}2${tgt}/$method/$mode/seed$seed" "$ROOT" -d "$dataset" \
+            -s "$src" -t "$tgt" --bn-mode "$mode" --seed "$seed" $(schedule "$method" "$epochs") "$@"
+        done
+      done
+    done
+  done
+}
+
+# summarise LOG: experiments.report's tables and plots (or, without it, the final accuracies)
+summarise() {
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "python -m experiments.report $1"
+  elif [ -f experiments/report.py ]; then
+    python -m experiments.report "$1"
+  else
+    grep -r --include=results.json -H '"best_target_acc"' "$1" | sed 's|/results.json:||'
+  fi
+}

@@ -1,0 +1,75 @@
+"""The sweep scripts: the commands they would run (DRY_RUN=1), skipping and resuming, and the demo end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / name)], env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+                          capture_output=True, text=True, timeout=600)
+
+
+def commands(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("python -m experiments.")]
+
+
+@pytest.mark.parametrize(
+    "script, runs, expected",
+    [
+        ("office31.sh", 6 * 3 * 3, "-d office31 -s A -t W --bn-mode train --seed 0 --epochs 5 -i 500 -a resnet50"),
+        ("officehome.sh", 12 * 3 * 3, "-d officehome -s Rw -t Pr --bn-mode tune --seed 0 --epochs 30 -i 1000"),
+        ("visda2017.sh", 3 * 3, "-s Synthetic -t Real --bn-mode eval --seed 0 --epochs 30 -i 1000 -a resnet101 "
+                                "--center-crop"),
+        ("finetune.sh", 3 * 3, "-d cars --bn-mode tune --seed 0 -a resnet50 -b 48 --lr 0.01 --wd 5e-4 "
+                               "--lr-decay-epochs 12 --lr-gamma 0.1 --epochs 20 -i 500 --scale 0.2 1"),
+        ("demo.sh", 1 + 3 * 3, "experiments.cdan data/synthetic -d synthetic -s A -t W -a resnet18"),
+    ],
+    ids=["office31", "officehome", "visda2017", "finetune", "demo"],
+)
+def test_dry_run_prints_every_run_then_the_report(script, runs, expected, tmp_path):
+    result = run_script(script, DRY_RUN="1", LOG=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    printed = commands(result.stdout)
+    assert len(printed) == runs + 1
+    assert any(expected in command for command in printed)
+    assert printed[-1].startswith("python -m experiments.report")
+
+
+def test_sweeps_skip_finished_runs_resume_interrupted_ones_and_take_overrides(tmp_path):
+    finished, interrupted = tmp_path / "A2W/dann/tune/seed1", tmp_path / "D2W/dann/tune/seed0"
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text("{}")
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint.pt").write_bytes(b"")
+    result = run_script("office31.sh", DRY_RUN="1", LOG=str(tmp_path), ROOT="/data/o31", METHODS="dann",
+                        MODES="tune", SEEDS="0 1", EPOCHS="3", ITERS="7", DEVICE="cuda", ARGS="-j 8 -b 16")
+    assert result.returncode == 0, result.stderr
+    assert f"finished already, skipped: {finished}" in result.stdout
+    printed = commands(result.stdout)[:-1]
+    assert len(printed) == 6 * 2 - 1
+    assert all(c.startswith("python -m experiments.dann /data/o31 ") and "--epochs 3 -i 7" in c and
+               "--device cuda -j 8 -b 16" in c for c in printed)
+    assert [c for c in printed if "--resume" in c] == [
+        f"python -m experiments.dann /data/o31 -d office31 -s D -t W --bn-mode tune --seed 0 --epochs 3 -i 7 "
+        f"-a resnet50 --device cuda -j 8 -b 16 --log {interrupted} --resume {interrupted}"
+    ]
+
+
+def test_demo_runs_and_reports(tmp_path):
+    result = run_script("demo.sh", LOG=str(tmp_path / "logs"), ROOT=str(tmp_path / "data"), METHODS="dann",
+                        MODES="eval tune", PRETRAIN_ITERS="2", EPOCHS="1", ITERS="2",
+                        ARGS="-b 4 --resize-size 36 --crop-size 32 --device cpu")
+    assert result.returncode == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("| synthetic | A->W | resnet18 | dann")]
+    assert [row.split(" | ")[4] for row in table] == ["eval", "tune"]
+    assert (tmp_path / "logs/runs/report.md").is_file()
+    again = run_script("demo.sh", LOG=str(tmp_path / "logs"), ROOT=str(tmp_path / "data"), METHODS="dann",
+                       MODES="eval tune", DRY_RUN="1")
+    assert again.stdout.count("finished already, skipped") == 3
