@@ -175,3 +175,16 @@ def test_resnet_in_train_mode_with_frozen_bn_trains_like_eval():
     model = randomize_bn(torchvision.models.resnet18(num_classes=5))
     tune.freeze_bn_stats(model)
     assert_matches_eval(model.train(), torch.randn(2, 3, 32, 32), rtol=1e-4, steps=2)
+
+
+def test_importing_tune_imports_neither_timm_nor_torchvision():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, tune; print(sorted(m for m in sys.modules if m.split('.')[0] in ('timm', 'torchvision')))"
+    root = str(Path(tune.__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root}).stdout
+    assert out.strip() == "[]"

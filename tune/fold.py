@@ -48,13 +48,15 @@ class ConvGeometry:
     linear: bool = False
 
 
-def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry) -> Tensor:
+def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry, in_place: bool = False) -> Tensor:
     """W * c with c (one value per output channel) broadcast over the weight's output-channel axis."""
     if not geometry.transposed:
-        return weight * c.view(-1, *([1] * (weight.dim() - 1)))
-    groups, in_channels = geometry.groups, weight.shape[0]
-    factor = c.view(groups, 1, -1).expand(groups, in_channels // groups, -1).reshape(in_channels, -1)
-    return weight * factor.view(*factor.shape, *([1] * (weight.dim() - 2)))
+        factor = c.view(-1, *([1] * (weight.dim() - 1)))
+    else:
+        groups, in_channels = geometry.groups, weight.shape[0]
+        factor = c.view(groups, 1, -1).expand(groups, in_channels // groups, -1).reshape(in_channels, -1)
+        factor = factor.view(*factor.shape, *([1] * (weight.dim() - 2)))
+    return weight.mul_(factor) if in_place else weight * factor
 
 
 def dot_per_output_channel(a: Tensor, b: Tensor, geometry: ConvGeometry) -> Tensor:
@@ -137,12 +139,13 @@ class FoldedConv(torch.autograd.Function):
         new_weight = _cast(scale_output_channels(wide_weight, c, geometry), ctx.dtype)
         grad_x, grad_w_folded, grad_b_folded = _backward_op(grad, x, new_weight, geometry, need[0])
         grad_w_folded, grad_b_folded = _wide(grad_w_folded), _wide(grad_b_folded)
-        grad_weight = _cast(scale_output_channels(grad_w_folded, c, geometry), weight.dtype) if need[1] else None
-        grad_bias = _cast(c * grad_b_folded, bias.dtype) if need[2] else None
         grad_gamma = None
         if need[3]:
             dc = add_shift(dot_per_output_channel(grad_w_folded, wide_weight, geometry), grad_b_folded, bias, mean)
             grad_gamma = _cast(dc * inv_std, gamma.dtype)
+        # dW' is ours alone: scaling it in place saves a weight-sized allocation and pass.
+        grad_weight = _cast(scale_output_channels(grad_w_folded, c, geometry, True), weight.dtype) if need[1] else None
+        grad_bias = _cast(c * grad_b_folded, bias.dtype) if need[2] else None
         grad_beta = _cast(grad_b_folded, ctx.beta_dtype) if need[4] else None
         return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None, None, None
 
