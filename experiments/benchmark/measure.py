@@ -1,0 +1,195 @@
+"""The measurements: kept-for-backward bytes, step peak and resident memory, step times, and gradient errors.
+
+Every figure comes from training steps on the same batch, one Bench per mode, so that the modes differ only in how
+their model was prepared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import statistics
+import time
+from contextlib import AbstractContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
+
+import tune
+from experiments.benchmark.modes import MODES, Bench, build_model, calibrate_bn, prepare
+
+MIB = 2**20
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def forward_loss(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> Tensor:
+    """Cross-entropy of the mode's forward (under autocast when asked); grads are cleared first."""
+    bench.model.zero_grad(set_to_none=True)
+    x.grad = None
+    with cast:
+        return F.cross_entropy(bench.run(x).float(), y)
+
+
+def train_step(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager, optimize: bool = True) -> None:
+    """Forward, backward and, when the bench has an optimizer and `optimize`, an SGD step."""
+    forward_loss(bench, x, y, cast).backward()
+    if optimize and bench.optimizer:
+        bench.optimizer.step()
+
+
+def gradients(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> dict[str, Tensor]:
+    """Gradients of one step's loss: every parameter's by name, and the input's as 'input'."""
+    train_step(bench, x, y, cast, optimize=False)
+    grads = {
+        name: p.grad.to(torch.float64, copy=True) for name, p in bench.model.named_parameters() if p.grad is not None
+    }
+    return {**grads, "input": x.grad.to(torch.float64, copy=True)}
+
+
+def max_relative_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float:
+    """Largest normwise relative error max|g - r| / max|r| over the tensors named in both dicts."""
+    tiny = torch.finfo(torch.float64).tiny
+    errors = [
+        ((g.double() - reference[name]).abs().max() / reference[name].abs().max().clamp_min(tiny)).item()
+        for name, g in grads.items()
+        if name in reference
+    ]
+    return max(errors, default=float("nan"))
+
+
+def compare(grads: dict[str, Tensor], ref_grads: dict[str, Tensor], params: set[str]) -> dict:
+    """Max relative errors of the gradients of the parameters named in `params`, and of the input's."""
+    compared = {name: grad for name, grad in grads.items() if name in params}
+    return {
+        "param_grad_rel_err": max_relative_error(compared, ref_grads),
+        "input_grad_rel_err": max_relative_error({"input": grads["input"]}, ref_grads),
+        "params_compared": f"{len(compared)}/{len(ref_grads) - 1}",
+    }
+
+
+def gradient_errors(
+    bench: Bench, reference: nn.Module, ref_grads: dict[str, Tensor], x: Tensor, y: Tensor, cast: AbstractContextManager
+) -> dict:
+    """Errors of the mode's gradients versus the float64 reference, over the parameters the mode left as they
+    were (Deploy's folded conv weights are new parameters, so they are not compared) and the input."""
+    ref_params = dict(reference.named_parameters())
+    unchanged = {
+        name
+        for name, p in bench.model.named_parameters()
+        if name in ref_params and torch.equal(p.detach().double(), ref_params[name].detach())
+    }
+    return compare(gradients(bench, x, y, cast), ref_grads, unchanged)
+
+
+def kept_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
+    """MiB of distinct storages autograd keeps for backward in one forward, the model's own tensors excluded."""
+    with tune.kept_for_backward(exclude=bench.model) as kept:
+        loss = forward_loss(bench, x, y, cast)
+    loss.backward()
+    return kept.nbytes / MIB
+
+
+def resident_mib(bench: Bench, x: Tensor, y: Tensor) -> float:
+    """MiB the mode holds between steps: its parameters, buffers, optimizer state and the batch."""
+    state = bench.optimizer.state.values() if bench.optimizer else []
+    tensors = [*bench.model.parameters(), *bench.model.buffers(), x, y]
+    tensors += [t for per_param in state for t in per_param.values() if torch.is_tensor(t)]
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values()) / MIB
+
+
+def step_peak_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
+    """Peak MiB allocated during one step above what was allocated before it (gradients included): CUDA's
+    allocator counter, or on CPU the running sum of torch.profiler's memory events (op-granular)."""
+    bench.model.zero_grad(set_to_none=True)
+    x.grad = None
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        before = torch.cuda.memory_allocated(x.device)
+        train_step(bench, x, y, cast)
+        torch.cuda.synchronize(x.device)
+        return (torch.cuda.max_memory_allocated(x.device) - before) / MIB
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        train_step(bench, x, y, cast)
+    events = sorted(prof.events(), key=lambda event: event.time_range.start)
+    return max(itertools.accumulate((e.self_cpu_memory_usage for e in events), initial=0)) / MIB
+
+
+def timed_step_ms(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
+    """Wall-clock milliseconds of one training step, synchronising CUDA before and after."""
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else lambda: None
+    sync()
+    start = time.perf_counter()
+    train_step(bench, x, y, cast)
+    sync()
+    return 1000 * (time.perf_counter() - start)
+
+
+def check_gradients(benches: list[Bench], base: nn.Module, x: Tensor, y: Tensor, cast: AbstractContextManager) -> None:
+    """Record each Eval-function mode's gradient errors against a float64 copy of `base` in Eval mode: as run, and
+    with the mode's own copy in float64 ('f64_' keys). Errors as run are dominated by ReLU and max-pool decisions
+    that rounding flips, whatever the mode; in float64 none flip, so they show whether the mode is exact."""
+    model64 = copy.deepcopy(base).double()
+    exact = torch.autocast(x.device.type, enabled=False)
+    x64 = x.detach().double().requires_grad_()
+    ref_grads = gradients(Bench("reference", model64, model64), x64, y, exact)
+    for bench in benches:
+        if MODES[bench.name].eval_function and bench.status == "ok":
+            bench.result.update(bench.attempt(gradient_errors, bench, model64, ref_grads, x, y, cast) or {})
+            twin = prepare(bench.name, model64, optimizer_step=False)
+            errors = twin.attempt(gradient_errors, twin, model64, ref_grads, x64, y, exact) or {}
+            bench.result.update({f"f64_{key}": value for key, value in errors.items() if key != "params_compared"})
+
+
+def measure_memory(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager, warmup: int) -> None:
+    """Record kept-for-backward bytes (where hooks see them), then after warm-up the step peak and resident state."""
+    if not MODES[bench.name].compiled:
+        bench.result["kept_mib"] = bench.attempt(kept_mib, bench, x, y, cast)
+    for _ in range(warmup):
+        bench.attempt(train_step, bench, x, y, cast)
+    bench.result["step_peak_mib"] = bench.attempt(step_peak_mib, bench, x, y, cast)
+    bench.result["resident_mib"] = bench.attempt(resident_mib, bench, x, y)
+
+
+def time_round_robin(benches: list[Bench], x: Tensor, y: Tensor, cast: AbstractContextManager, reps: int) -> None:
+    """Time `reps` steps per mode, one mode after the other in turn, so drifts in machine load hit all alike."""
+    for _ in range(reps):
+        for bench in benches:
+            elapsed = bench.attempt(timed_step_ms, bench, x, y, cast)
+            if elapsed is not None:
+                bench.times_ms.append(elapsed)
+
+
+def measure(args: argparse.Namespace) -> dict[str, dict]:
+    """Run every requested mode and return its status and figures, keyed by mode name."""
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    shape = (args.batch_size, 3, args.resolution, args.resolution)
+    x = torch.randn(shape, device=device, requires_grad=True)
+    base = calibrate_bn(build_model(args.model).to(device), x.detach())
+    with torch.no_grad():
+        y = torch.randint(base(x[:1]).shape[-1], (args.batch_size,), device=device)
+    cast = torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(args.dtype), enabled=args.dtype in AUTOCAST_DTYPES)
+    benches = [prepare(name, base, args.optimizer_step) for name in args.modes]
+    check_gradients(benches, base, x, y, cast)  # first: no optimizer step has changed the weights yet
+    for bench in benches:
+        measure_memory(bench, x, y, cast, args.warmup)
+    time_round_robin(benches, x, y, cast, args.reps)
+    return {bench.name: summarize(bench) for bench in benches}
+
+
+def summarize(bench: Bench) -> dict:
+    """The bench's JSON record: status, figures (None when not measured) and the raw step times."""
+    if bench.status != "ok":
+        return {"status": bench.status}
+    record = {"status": "ok", **bench.result, "times_ms": bench.times_ms}
+    if record.get("step_peak_mib") is not None and record.get("resident_mib") is not None:
+        record["peak_mib"] = record["step_peak_mib"] + record["resident_mib"]
+    times = bench.times_ms
+    if times:
+        q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+        record.update(time_ms=median, time_ms_q1=q1, time_ms_q3=q3)
+    return record

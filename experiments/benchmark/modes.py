@@ -1,0 +1,142 @@
+"""The modes a benchmark compares: how a fresh copy of the model becomes each mode, and the model they all start from.
+
+Kept apart from the measurements so that adding a mode or a peer touches only this file.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+import tune
+
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a fresh model copy becomes this mode's runnable (returned with a note), and what the mode needs."""
+
+    prepare: Callable[[nn.Module], tuple[Callable[[Tensor], Tensor], str]]
+    missing: Callable[[], bool] = lambda: False  # True when the peer is not installed
+    compiled: bool = False  # compiled graphs keep saved tensors where autograd hooks cannot see them
+    eval_function: bool = True  # computes Eval mode's function, so its gradients compare to the reference
+
+
+def _train(model: nn.Module) -> tuple[nn.Module, str]:
+    return model.train(), "BN batch statistics"
+
+
+def _eval(model: nn.Module) -> tuple[nn.Module, str]:
+    return model.eval(), "BN running statistics"
+
+
+def _tune(mode: str, model: nn.Module) -> tuple[nn.Module, str]:
+    report = tune.turn_on(model.eval(), mode=mode)
+    return model, f"{len(report.pairs)} pairs, {len(report.skipped)} BN left alone"
+
+
+def _mmengine(model: nn.Module) -> tuple[nn.Module, str]:
+    from mmengine.model.efficient_conv_bn_eval import (
+        efficient_conv_bn_eval_control,
+        turn_on_efficient_conv_bn_eval_for_single_model,
+    )
+
+    turn_on_efficient_conv_bn_eval_for_single_model(model.eval())
+    graph = model.forward.__self__.graph  # the traced GraphModule whose forward replaced the model's
+    pairs = sum(node.target is efficient_conv_bn_eval_control for node in graph.nodes)
+    return model, f"{pairs} pairs"
+
+
+def _compiled(options: dict, model: nn.Module) -> tuple[Callable[[Tensor], Tensor], str]:
+    return torch.compile(model.eval(), options=options), " ".join(["inductor", *options])
+
+
+MODES = {
+    "train": Mode(_train, eval_function=False),
+    "eval": Mode(_eval),
+    "tune": Mode(partial(_tune, "tune")),
+    "deploy": Mode(partial(_tune, "deploy")),
+    "mmengine": Mode(_mmengine, missing=lambda: importlib.util.find_spec("mmengine") is None),
+    "compile": Mode(partial(_compiled, {}), compiled=True),
+    "compile+inductor-convbn": Mode(
+        partial(_compiled, {"efficient_conv_bn_eval_fx_passes": True}),
+        missing=lambda: not hasattr(torch._inductor.config, "efficient_conv_bn_eval_fx_passes"),
+        compiled=True,
+    ),
+}
+
+
+@dataclass
+class Bench:
+    """One mode's model copy, what runs it, its optimizer, and its status and measurements."""
+
+    name: str
+    model: nn.Module | None = None
+    run: Callable[[Tensor], Tensor] | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    status: str = "ok"
+    result: dict = field(default_factory=dict)
+    times_ms: list[float] = field(default_factory=list)
+
+    def attempt(self, fn: Callable, *args: object) -> object:
+        """Call fn(*args) unless this mode already failed; a crash marks it 'failed: <reason>' instead of raising."""
+        if self.status != "ok":
+            return None
+        try:
+            return fn(*args)
+        except Exception as error:  # a peer may crash on any model; the others must still be measured
+            reason = (str(error).strip().splitlines() or [""])[0][:160]
+            self.status = f"failed: {type(error).__name__}: {reason}"
+            return None
+
+
+def build_model(name: str) -> nn.Module:
+    """A randomly initialised model: a torchvision classification model, or timm's when named 'timm:NAME'."""
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name.removeprefix("timm:"), pretrained=False)
+    return torchvision.models.get_model(name, weights=None)
+
+
+@torch.no_grad()
+def calibrate_bn(model: nn.Module, x: Tensor, batches: int = 2) -> nn.Module:
+    """Randomise BN affine parameters, then set running statistics to the true batch statistics of random inputs,
+    so folding is tested on non-trivial values while activations stay well scaled (fp16 included)."""
+    model.train()
+    bns = [module for module in model.modules() if isinstance(module, BN_TYPES) and module.track_running_stats]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        if bn.affine:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.2)
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    for _ in range(batches):
+        model(torch.randn_like(x))
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
+    return model.eval()
+
+
+def prepare(name: str, base: nn.Module, optimizer_step: bool) -> Bench:
+    """A deep copy of `base` converted to mode `name`, or a Bench saying why it cannot run."""
+    mode, bench = MODES[name], Bench(name)
+    if mode.missing():
+        bench.status = "not installed"
+        return bench
+    bench.model = copy.deepcopy(base)
+    prepared = bench.attempt(mode.prepare, bench.model)
+    if prepared:
+        bench.run, bench.result["note"] = prepared
+        if optimizer_step:
+            bench.optimizer = torch.optim.SGD(bench.model.parameters(), lr=1e-3, momentum=0.9)
+    return bench
