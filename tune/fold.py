@@ -60,9 +60,9 @@ def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry, in_
 
 
 def dot_per_output_channel(a: Tensor, b: Tensor, geometry: ConvGeometry) -> Tensor:
-    """sum(a * b) over every axis but the output channel (a batched dot product: no weight-sized temporary)."""
+    """sum(a * b) over every axis but the output channel (one dot product per channel, no weight-sized temporary)."""
     if not geometry.transposed:
-        return torch.bmm(a.reshape(a.shape[0], 1, -1), b.reshape(b.shape[0], -1, 1)).view(-1)
+        return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
     grouped = (a * b).unflatten(0, (geometry.groups, -1))
     return grouped.sum(dim=(1, *range(3, grouped.dim()))).reshape(-1)
 
