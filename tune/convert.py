@@ -69,21 +69,25 @@ def _pair(conv: nn.Module, bn: nn.Module) -> _Pair:
     return _Pair(conv, bn, batched_ndim(conv), always_running_stats(bn), has_activation(bn), static_geometry(conv))
 
 
-def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+def _folded_conv(pair: _Pair, x: Tensor, geometry: ConvGeometry, dtype: torch.dtype) -> Tensor:
     conv, bn = pair.conv, pair.bn
+    return FoldedConv.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
+                            geometry, dtype)
+
+
+def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+    conv = pair.conv
     if not pair.folds(x):
         return type(conv).forward(conv, x, *(() if output_size is None else (output_size,)))
     geometry = pair.geometry
     if geometry is None:
         geometry, x = conv_geometry(conv, x, output_size)
     device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        with torch.autocast(device_type, enabled=False):
-            return FoldedConv.apply(x.to(dtype), conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                                    bn.running_var, bn.eps, geometry, dtype)
-    return FoldedConv.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
-                            geometry, conv.weight.dtype)
+    if not torch.is_autocast_enabled(device_type):
+        return _folded_conv(pair, x, geometry, conv.weight.dtype)
+    dtype = torch.get_autocast_dtype(device_type)  # the fold itself runs in float32, then is cast (fold.py)
+    with torch.autocast(device_type, enabled=False):
+        return _folded_conv(pair, x.to(dtype), geometry, dtype)
 
 
 def _tuned_bn_forward(pair: _Pair, x: Tensor) -> Tensor:
@@ -112,7 +116,7 @@ def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
     conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
     conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
     parent_name, _, child = bn_name.rpartition(".")
-    replacement = nn.Sequential(bn.drop, bn.act) if hasattr(bn, "act") and hasattr(bn, "drop") else nn.Identity()
+    replacement = nn.Sequential(bn.drop, bn.act) if has_activation(bn) else nn.Identity()
     setattr(model.get_submodule(parent_name), child, replacement)
 
 
