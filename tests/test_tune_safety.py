@@ -197,3 +197,54 @@ def test_models_mode_is_restored_after_discovery():
     reference = copy.deepcopy(model)
     tune.turn_off(reference)
     assert max_relative_error(model(x), reference(x)) < 1e-5
+
+
+def test_discovery_leaves_no_fx_proxy_in_state_a_forward_caches():
+    class CachesScale(nn.Module):
+        """Like torchvision's MultiScaleRoIAlign, which stores its scales on first use."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.scale = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), None
+
+        def forward(self, x):
+            if self.scale is None:
+                self.scale = x.shape[-1]
+            return self.bn(self.conv(x)) * self.scale
+
+    model = randomize_bn(CachesScale()).eval()
+    assert tune.turn_on(model).pairs == [("conv", "bn")]
+    assert model.scale is None
+    assert model(X).shape == X.shape and model.scale == X.shape[-1]
+
+
+def test_detector_backbone_with_frozen_bn_is_converted_and_the_detector_still_runs():
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    detector = randomize_bn(fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=96, max_size=96))
+    reference = copy.deepcopy(detector).eval()
+    report = tune.turn_on(detector.eval())
+    assert len(report.pairs) == 53 and all(conv.startswith("backbone.body.") for conv, _ in report.pairs)
+    images = [torch.rand(3, 96, 96)]
+    with torch.no_grad():
+        got, want = detector(images)[0], reference(images)[0]
+    assert got.keys() == want.keys() == {"boxes", "labels", "scores"}
+
+    class Features(nn.Module):
+        """The backbone's FPN levels as a tuple, in float64, so gradients compare to rounding."""
+
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone.double()
+
+        def forward(self, x):
+            return tuple(self.backbone(x).values())
+
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    (out, gx, grads), (ref_out, ref_gx, ref_grads) = (
+        forward_backward(Features(m.backbone).train(), x) for m in (detector, reference)
+    )
+    assert all(max_relative_error(o, r) < 1e-9 for o, r in zip(out, ref_out, strict=True))
+    assert max_relative_error(gx, ref_gx) < 1e-9
+    assert grads.keys() == ref_grads.keys() and all(max_relative_error(grads[k], ref_grads[k]) < 1e-9 for k in grads)

@@ -1,7 +1,7 @@
 """Find the Conv -> BN pairs of a model that can be folded, and say why every other BN cannot.
 
 Discovery traces the model with torch.fx, convs and BNs kept as leaves, once with the model in train mode and once
-in eval mode (so a branch taken in only one of them is seen), and restores every module's mode afterwards. A pair is
+in eval mode (so a branch taken in only one of them is seen), and restores every module as it was afterwards. A pair is
 accepted when, in every trace that reaches it, the BN's only input is the conv's output, that output has no other
 user, both modules are called exactly once and no parameter of theirs is read outside them. When a module cannot be
 traced (data-dependent control flow, say), its children are traced instead, recursively, so a detector's backbone is
@@ -10,6 +10,7 @@ still found. The trace is used for discovery only: the model keeps running its o
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -97,18 +98,38 @@ def _trace_recursively(module: nn.Module, prefix: str, verdicts: dict[str, list]
     _judge_graph(module, graph, prefix, verdicts)
 
 
+_CONTAINERS = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
+
+
+def _snapshot(module: nn.Module) -> tuple[dict, dict]:
+    """A module's attributes and the contents of its registries, so that tracing leaves no trace."""
+    return dict(module.__dict__), {name: copy.copy(module.__dict__[name]) for name in _CONTAINERS}
+
+
+def _restore(module: nn.Module, snapshot: tuple[dict, dict]) -> None:
+    attributes, containers = snapshot
+    module.__dict__.clear()
+    module.__dict__.update(attributes)
+    for name, contents in containers.items():
+        container = module.__dict__[name]
+        container.clear()
+        container.update(contents)
+
+
 def _trace_in_both_modes(model: nn.Module) -> tuple[dict[str, list], dict[str, str]]:
-    modes = {module: module.training for module in model.modules()}
+    """Verdicts from traces in train and in eval mode. A forward that caches values on its module (torchvision's
+    MultiScaleRoIAlign stores its scales) would keep fx proxies there: every module is restored as it was."""
+    snapshots = {module: _snapshot(module) for module in model.modules()}
     verdicts: dict[str, list] = {}
     failures: dict[str, str] = {}
     try:
         for training in (True, False):
-            for module in modes:
+            for module in snapshots:
                 module.training = training
             _trace_recursively(model, "", verdicts, failures)
     finally:
-        for module, training in modes.items():
-            module.training = training
+        for module, snapshot in snapshots.items():
+            _restore(module, snapshot)
     return verdicts, failures
 
 
