@@ -112,7 +112,7 @@ def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
     conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
     with torch.no_grad():
         weight, bias = folded_weight_and_bias(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                                              bn.running_var, bn.eps, weight_layout(conv))
+                                              bn.running_var, bn.eps, weight_layout(conv), conv.weight.dtype)
     conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
     conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
     parent_name, _, child = bn_name.rpartition(".")

@@ -116,14 +116,23 @@ def _backward_op(
     )
 
 
+def folded_weight_and_bias(
+    weight: Tensor, bias: Tensor | None, gamma: Tensor | None, beta: Tensor | None, mean: Tensor, var: Tensor,
+    eps: float, geometry: ConvGeometry, dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """W' and b', computed in float32 or wider and returned in `dtype`."""
+    c, _ = fold_factors(gamma, var, eps)
+    new_weight = scale_output_channels(_wide(weight), c, geometry)
+    new_bias = add_shift(None if beta is None else _wide(beta), c, bias, mean)
+    return _cast(new_weight, dtype), _cast(new_bias, dtype)
+
+
 class FoldedConv(torch.autograd.Function):
     """BN(conv(x)) with running statistics, computed as one conv with W', b' and differentiated as above."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, mean, var, eps, geometry, dtype):  # noqa: D102
-        c, _ = fold_factors(gamma, var, eps)
-        new_weight = _cast(scale_output_channels(_wide(weight), c, geometry), dtype)
-        new_bias = _cast(add_shift(None if beta is None else _wide(beta), c, bias, mean), dtype)
+        new_weight, new_bias = folded_weight_and_bias(weight, bias, gamma, beta, mean, var, eps, geometry, dtype)
         ctx.save_for_backward(x, weight, bias, gamma, mean, var)
         ctx.eps, ctx.geometry, ctx.dtype = eps, geometry, dtype
         ctx.beta_dtype = None if beta is None else beta.dtype
@@ -148,14 +157,3 @@ class FoldedConv(torch.autograd.Function):
         grad_bias = _cast(c * grad_b_folded, bias.dtype) if need[2] else None
         grad_beta = _cast(grad_b_folded, ctx.beta_dtype) if need[4] else None
         return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None, None, None
-
-
-def folded_weight_and_bias(
-    weight: Tensor, bias: Tensor | None, gamma: Tensor | None, beta: Tensor | None, mean: Tensor, var: Tensor,
-    eps: float, geometry: ConvGeometry,
-) -> tuple[Tensor, Tensor]:
-    """W' and b', once, in the weight's dtype (Deploy mode)."""
-    c, _ = fold_factors(gamma, var, eps)
-    new_weight = scale_output_channels(_wide(weight), c, geometry)
-    return _cast(new_weight, weight.dtype), _cast(add_shift(None if beta is None else _wide(beta), c, bias, mean),
-                                                  weight.dtype)

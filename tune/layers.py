@@ -109,17 +109,14 @@ def weight_layout(conv: nn.Module) -> ConvGeometry:
 
 def static_geometry(conv: nn.Module) -> ConvGeometry | None:
     """The conv's geometry when it does not depend on the input (no input padding, no output_size), else None."""
-    if isinstance(conv, nn.Linear):
-        return ConvGeometry(linear=True)
-    if conv.transposed or conv.padding_mode != "zeros" or conv.padding == "same":
+    if not isinstance(conv, nn.Linear) and (conv.transposed or conv.padding_mode != "zeros" or conv.padding == "same"):
         return None
-    spatial = len(conv.kernel_size)
-    padding = (0,) * spatial if conv.padding == "valid" else tuple(conv.padding)
-    return ConvGeometry(stride=tuple(conv.stride), padding=padding, dilation=tuple(conv.dilation),
-                        output_padding=(0,) * spatial, groups=conv.groups)
+    return conv_geometry(conv, None, None)[0]  # these branches never read the input
 
 
-def conv_geometry(conv: nn.Module, x: Tensor, output_size: list[int] | None) -> tuple[ConvGeometry, Tensor]:
+def conv_geometry(
+    conv: nn.Module, x: Tensor | None, output_size: list[int] | None
+) -> tuple[ConvGeometry, Tensor | None]:
     """The explicit geometry of one call of `conv`, and its input after any padding the conv applies itself.
 
     String padding ('same', 'valid') and non-zero padding modes become explicit integer padding, padding the input

@@ -20,6 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import tune
 from experiments.benchmark.modes import MODES, Bench, build_model, calibrate_bn, prepare
+from experiments.utils import synchronize
 
 MIB = 2**20
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -106,11 +107,11 @@ def step_peak_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManag
     bench.model.zero_grad(set_to_none=True)
     x.grad = None
     if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
+        synchronize(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
         before = torch.cuda.memory_allocated(x.device)
         train_step(bench, x, y, cast)
-        torch.cuda.synchronize(x.device)
+        synchronize(x.device)
         return (torch.cuda.max_memory_allocated(x.device) - before) / MIB
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         train_step(bench, x, y, cast)
@@ -120,11 +121,10 @@ def step_peak_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManag
 
 def timed_step_ms(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
     """Wall-clock milliseconds of one training step, synchronising CUDA before and after."""
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else lambda: None
-    sync()
+    synchronize(x.device)
     start = time.perf_counter()
     train_step(bench, x, y, cast)
-    sync()
+    synchronize(x.device)
     return 1000 * (time.perf_counter() - start)
 
 
