@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5: one model's training step in every BN mode and against Tune's peers; figures under logs/benchmark/.
+# One model's training step in every BN mode and against Tune's peers; figures under logs/benchmark/.
 # Settings come from the environment (MODEL BATCH RES DTYPE DEVICE REPS WARMUP); extra arguments go to the
 # benchmark, e.g. `DEVICE=cuda bash scripts/benchmark.sh --optimizer-step`. Peers: pip install -r requirements-peers.txt
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -12,5 +12,5 @@ REPS="${REPS:-30}"
 WARMUP="${WARMUP:-3}"
 OUT="logs/benchmark/${MODEL//:/-}_b${BATCH}_${RES}px_${DTYPE}_${DEVICE}"
 mkdir -p logs/benchmark
-python -m experiments.benchmark --model "$MODEL" --batch-size "$BATCH" --resolution "$RES" --dtype "$DTYPE" \
+python -m benchmarks --model "$MODEL" --batch-size "$BATCH" --resolution "$RES" --dtype "$DTYPE" \
   --device "$DEVICE" --reps "$REPS" --warmup "$WARMUP" --json "$OUT.json" --png "$OUT.png" "$@" | tee "$OUT.txt"

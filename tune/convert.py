@@ -17,15 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from .discover import find_pairs
-from .fold import ConvGeometry, FoldedConv, folded_weight_and_bias
-from .layers import (
-    always_running_stats,
-    batched_ndim,
-    conv_geometry,
-    has_activation,
-    static_geometry,
-    weight_layout,
-)
+from .fold import FoldedConv, folded_weight_and_bias
+from .geometry import ConvGeometry, batched_ndim, conv_geometry, static_geometry, weight_layout
+from .layers import always_running_stats, has_activation
 
 MODES = ("tune", "deploy")
 

@@ -28,24 +28,11 @@ The fold runs in float32 at least (float64 models stay float64); W' and b' are t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Everything but the tensors that a convolution (or a linear layer, `linear=True`) needs."""
-
-    stride: tuple[int, ...] = ()
-    padding: tuple[int, ...] = ()
-    dilation: tuple[int, ...] = ()
-    transposed: bool = False
-    output_padding: tuple[int, ...] = ()
-    groups: int = 1
-    linear: bool = False
+from .geometry import ConvGeometry
 
 
 def scale_output_channels(weight: Tensor, c: Tensor, geometry: ConvGeometry, in_place: bool = False) -> Tensor:

@@ -9,12 +9,9 @@ so importing tune imports neither.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
-
-from .fold import ConvGeometry
 
 _STOCK_CONV_FORWARDS = {
     cls.forward
@@ -93,56 +90,3 @@ def has_activation(bn: nn.Module) -> bool:
     """timm's BN+activation layers apply dropout and an activation after normalising."""
     kind = _library_kind(bn)
     return kind is not None and kind[1]
-
-
-def batched_ndim(conv: nn.Module) -> int:
-    """Dimensions of a batched input: folding is done only then (a BN's channel axis is 1)."""
-    return 2 if isinstance(conv, nn.Linear) else len(conv.kernel_size) + 2
-
-
-def weight_layout(conv: nn.Module) -> ConvGeometry:
-    """The part of the geometry that says where a weight's output channels are (all a permanent fold needs)."""
-    if isinstance(conv, nn.Linear):
-        return ConvGeometry(linear=True)
-    return ConvGeometry(transposed=conv.transposed, groups=conv.groups)
-
-
-def static_geometry(conv: nn.Module) -> ConvGeometry | None:
-    """The conv's geometry when it does not depend on the input (no input padding, no output_size), else None."""
-    if not isinstance(conv, nn.Linear) and (conv.transposed or conv.padding_mode != "zeros" or conv.padding == "same"):
-        return None
-    return conv_geometry(conv, None, None)[0]  # these branches never read the input
-
-
-def conv_geometry(
-    conv: nn.Module, x: Tensor | None, output_size: list[int] | None
-) -> tuple[ConvGeometry, Tensor | None]:
-    """The explicit geometry of one call of `conv`, and its input after any padding the conv applies itself.
-
-    String padding ('same', 'valid') and non-zero padding modes become explicit integer padding, padding the input
-    first where the conv does so ('same' with an even kernel pads one extra element on the right, as torch does).
-    """
-    if isinstance(conv, nn.Linear):
-        return ConvGeometry(linear=True), x
-    spatial = len(conv.kernel_size)
-    common = dict(stride=tuple(conv.stride), dilation=tuple(conv.dilation), groups=conv.groups)
-    if conv.transposed:
-        output_padding = conv._output_padding(
-            x, output_size, conv.stride, conv.padding, conv.kernel_size, spatial, conv.dilation
-        )
-        return ConvGeometry(padding=tuple(conv.padding), transposed=True,
-                            output_padding=tuple(output_padding), **common), x
-    if conv.padding_mode != "zeros":
-        x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
-        padding = (0,) * spatial
-    elif conv.padding == "valid":
-        padding = (0,) * spatial
-    elif conv.padding == "same":
-        totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size, strict=True)]
-        padding = tuple(t // 2 for t in totals)
-        extra = [t - 2 * (t // 2) for t in totals]
-        if any(extra):
-            x = F.pad(x, [p for e in reversed(extra) for p in (0, e)])
-    else:
-        padding = tuple(conv.padding)
-    return ConvGeometry(padding=padding, output_padding=(0,) * spatial, **common), x

@@ -10,7 +10,11 @@ from matplotlib.image import imread
 from torch import nn
 
 import tune
-from experiments import benchmark
+from benchmarks import __main__ as cli
+from benchmarks.measure import gradients, max_relative_error, summarize
+from benchmarks.models import calibrate_bn
+from benchmarks.modes import MODES, Bench, Mode, prepare
+from benchmarks.report import format_table
 
 SMOKE = ["--model", "resnet18", "--batch-size", "2", "--resolution", "32", "--device", "cpu", "--reps", "2"]
 SMOKE += ["--warmup", "1"]
@@ -30,7 +34,7 @@ def conv_bn() -> nn.Module:
 
 
 def test_calibrated_bn_statistics_are_not_trivial():
-    model = benchmark.calibrate_bn(conv_bn(), torch.randn(4, 3, 8, 8))
+    model = calibrate_bn(conv_bn(), torch.randn(4, 3, 8, 8))
     bn = model[1]
     assert not model.training
     assert not torch.allclose(bn.running_mean, torch.zeros(4))
@@ -41,42 +45,42 @@ def test_calibrated_bn_statistics_are_not_trivial():
 def test_gradient_error_of_identical_models_is_zero_and_scales_with_a_perturbation():
     torch.manual_seed(0)
     x, y = torch.randn(2, 3, 8, 8, requires_grad=True), torch.tensor([1, 3])
-    model = benchmark.calibrate_bn(conv_bn(), x.detach())
+    model = calibrate_bn(conv_bn(), x.detach())
     twins = [copy.deepcopy(model) for _ in range(2)]
     cast = torch.autocast("cpu", enabled=False)
-    grads = [benchmark.gradients(benchmark.Bench("eval", m, m), x, y, cast) for m in twins]
+    grads = [gradients(Bench("eval", m, m), x, y, cast) for m in twins]
     assert set(grads[0]) == {name for name, _ in model.named_parameters()} | {"input"}
-    assert benchmark.max_relative_error(grads[0], grads[1]) == 0.0
+    assert max_relative_error(grads[0], grads[1]) == 0.0
     perturbed = {name: g * 1.01 for name, g in grads[0].items()}
-    assert benchmark.max_relative_error(perturbed, grads[1]) == pytest.approx(0.01)
+    assert max_relative_error(perturbed, grads[1]) == pytest.approx(0.01)
 
 
 def test_missing_peer_is_reported_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "mmengine", None)  # makes importlib's find_spec report it absent
-    assert benchmark.prepare("mmengine", conv_bn(), optimizer_step=False).status == "not installed"
+    assert prepare("mmengine", conv_bn(), optimizer_step=False).status == "not installed"
 
 
 def test_crashing_peer_becomes_a_failed_row(monkeypatch):
     def crash(model: nn.Module) -> None:
         raise RuntimeError("cannot trace this model\nsecond line")
 
-    monkeypatch.setitem(benchmark.MODES, "compile", benchmark.Mode(crash, compiled=True))
-    bench = benchmark.prepare("compile", conv_bn(), optimizer_step=False)
+    monkeypatch.setitem(MODES, "compile", Mode(crash, compiled=True))
+    bench = prepare("compile", conv_bn(), optimizer_step=False)
     assert bench.attempt(lambda: 1 / 0) is None  # a failed mode is not run again
-    record = benchmark.summarize(bench)
+    record = summarize(bench)
     assert record == {"status": "failed: RuntimeError: cannot trace this model"}
-    table = benchmark.format_table({"compile": record})
+    table = format_table({"compile": record})
     assert "| compile | failed: RuntimeError: cannot trace this model |" in table
 
 
 def test_smoke_run_prints_table_and_writes_json_and_png(tmp_path, capsys):
     json_path, png_path = tmp_path / "bench.json", tmp_path / "bench.png"
     modes = ["train", "eval", "tune", "deploy"]
-    benchmark.main([*SMOKE, "--optimizer-step", "--modes", *modes, "--json", str(json_path), "--png", str(png_path)])
+    cli.main([*SMOKE, "--optimizer-step", "--modes", *modes, "--json", str(json_path), "--png", str(png_path)])
     printed = capsys.readouterr().out
     assert all(f"| {mode} | ok |" in printed for mode in modes)
     saved = json.loads(json_path.read_text())
-    assert saved["meta"]["command"].startswith("python -m experiments.benchmark --model resnet18")
+    assert saved["meta"]["command"].startswith("python -m benchmarks --model resnet18")
     assert saved["meta"]["threads"] == torch.get_num_threads()
     results = saved["results"]
     assert set(results) == set(modes)

@@ -1,6 +1,6 @@
-"""Benchmark one model's training step in every BN mode, and against Tune mode's peers (issue 5).
+"""Benchmark one model's training step in every BN mode, and against Tune mode's peers.
 
-    python -m experiments.benchmark --model resnet50 --batch-size 16 --resolution 160 --dtype float32 \
+    python -m benchmarks --model resnet50 --batch-size 16 --resolution 160 --dtype float32 \
         --device cuda --reps 30 --warmup 3 [--optimizer-step] [--modes ...] [--json out.json] [--png out.png]
 
 The command line: parse the options, measure, print the table, and write the JSON and the PNG when asked.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from experiments.benchmark.measure import AUTOCAST_DTYPES, measure
-from experiments.benchmark.modes import MODES
-from experiments.benchmark.report import add_ratios, format_table, metadata, plot, save, write_json
+from benchmarks.measure import AUTOCAST_DTYPES, measure
+from benchmarks.modes import MODES
+from benchmarks.report import add_ratios, format_table, metadata, plot, save, write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,3 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.png:
         save(args.png, partial(plot, results))
     return output
+
+
+if __name__ == "__main__":
+    main()

@@ -8,9 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from tune_testing import forward_backward, max_relative_error, randomize_bn
 
 import tune
+from tests.tune.helpers import forward_backward, max_relative_error, randomize_bn
 
 
 def small_net() -> nn.Module:

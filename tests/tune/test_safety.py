@@ -6,9 +6,9 @@ import copy
 
 import torch
 from torch import nn
-from tune_testing import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
 
 import tune
+from tests.tune.helpers import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
 
 
 def check_left_alone(model: nn.Module, x: torch.Tensor, reason: str) -> tune.Report:

@@ -109,7 +109,7 @@ def metadata(args: argparse.Namespace, argv: list[str]) -> dict:
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
-        "command": shlex.join(["python", "-m", "experiments.benchmark", *argv]),
+        "command": shlex.join(["python", "-m", "benchmarks", *argv]),
         "args": vars(args),
         "peak_memory_source": "torch.cuda.max_memory_allocated"
         if device.type == "cuda"

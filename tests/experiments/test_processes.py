@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from experiments_testing import assert_same_tensors, saved_model, scalars, task_args
 
 from experiments import engine
 from experiments.dann import DANN
 from experiments.finetune import FineTune
+from tests.experiments.helpers import assert_same_tensors, saved_model, scalars, task_args
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
 pytestmark = pytest.mark.usefixtures("single_thread")

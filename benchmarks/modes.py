@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 import tune
-
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 @dataclass(frozen=True)
@@ -96,35 +93,6 @@ class Bench:
             reason = (str(error).strip().splitlines() or [""])[0][:160]
             self.status = f"failed: {type(error).__name__}: {reason}"
             return None
-
-
-def build_model(name: str) -> nn.Module:
-    """A randomly initialised model: a torchvision classification model, or timm's when named 'timm:NAME'."""
-    if name.startswith("timm:"):
-        import timm
-
-        return timm.create_model(name.removeprefix("timm:"), pretrained=False)
-    return torchvision.models.get_model(name, weights=None)
-
-
-@torch.no_grad()
-def calibrate_bn(model: nn.Module, x: Tensor, batches: int = 2) -> nn.Module:
-    """Randomise BN affine parameters, then set running statistics to the true batch statistics of random inputs,
-    so folding is tested on non-trivial values while activations stay well scaled (fp16 included)."""
-    model.train()
-    bns = [module for module in model.modules() if isinstance(module, BN_TYPES) and module.track_running_stats]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        if bn.affine:
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_(0.0, 0.2)
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    for _ in range(batches):
-        model(torch.randn_like(x))
-    for bn, momentum in zip(bns, momenta, strict=True):
-        bn.momentum = momentum
-    return model.eval()
 
 
 def prepare(name: str, base: nn.Module, optimizer_step: bool) -> Bench:

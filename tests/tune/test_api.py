@@ -9,9 +9,9 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from tune_testing import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
 
 import tune
+from tests.tune.helpers import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
 
 
 def small_net(seed: int = 0) -> nn.Module:

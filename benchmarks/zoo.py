@@ -1,6 +1,6 @@
 """The model zoo tune is tested on, and a command that prints what Tune mode converts and saves on each model.
 
-    python -m experiments.zoo --batch-size 8 --resolution 160
+    python -m benchmarks.zoo --batch-size 8 --resolution 160
 """
 
 from __future__ import annotations
@@ -12,13 +12,7 @@ import torch
 from torch import nn
 
 import tune
-from experiments.benchmark import build_model, calibrate_bn
-
-ZOO = (
-    "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf", "vgg11_bn",
-    "densenet121", "googlenet", "timm:resnet50", "timm:efficientnet_b0", "timm:mobilenetv3_small_100",
-    "timm:regnety_002",
-)
+from benchmarks.models import ZOO, calibrate_bn, random_model
 
 
 def kept_mib(model: nn.Module, x: torch.Tensor) -> float:
@@ -31,7 +25,7 @@ def kept_mib(model: nn.Module, x: torch.Tensor) -> float:
 def survey(name: str, batch_size: int, resolution: int) -> dict:
     """Pairs converted, BN layers left alone, and kept-for-backward MiB in Eval, Tune and Deploy mode."""
     x = torch.randn(batch_size, 3, resolution, resolution)
-    model = calibrate_bn(build_model(name), x)
+    model = calibrate_bn(random_model(name), x)
     tuned, deployed = copy.deepcopy(model), copy.deepcopy(model)
     report = tune.turn_on(tuned)
     tune.turn_on(deployed, mode="deploy")

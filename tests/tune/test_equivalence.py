@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-from tune_testing import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
 
 import tune
+from tests.tune.helpers import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
 
 CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 TRANSPOSED = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}

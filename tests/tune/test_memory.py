@@ -6,9 +6,9 @@ import copy
 
 import torch
 from torch import nn
-from tune_testing import kept_bytes, randomize_bn
 
 import tune
+from tests.tune.helpers import kept_bytes, randomize_bn
 
 
 def test_counter_counts_a_known_saved_tensor_exactly_and_once():

@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 import torchvision
-from tune_testing import forward_backward, kept_bytes, max_relative_error, randomize_bn
 
 import tune
+from tests.tune.helpers import forward_backward, kept_bytes, max_relative_error, randomize_bn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -19,11 +19,17 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 import tune
-from experiments.benchmark.modes import MODES, Bench, build_model, calibrate_bn, prepare
-from experiments.utils import synchronize
+from benchmarks.models import calibrate_bn, random_model
+from benchmarks.modes import MODES, Bench, prepare
 
 MIB = 2**20
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def forward_loss(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> Tensor:
@@ -169,7 +175,7 @@ def measure(args: argparse.Namespace) -> dict[str, dict]:
     device = torch.device(args.device)
     shape = (args.batch_size, 3, args.resolution, args.resolution)
     x = torch.randn(shape, device=device, requires_grad=True)
-    base = calibrate_bn(build_model(args.model).to(device), x.detach())
+    base = calibrate_bn(random_model(args.model).to(device), x.detach())
     with torch.no_grad():
         y = torch.randint(base(x[:1]).shape[-1], (args.batch_size,), device=device)
     cast = torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(args.dtype), enabled=args.dtype in AUTOCAST_DTYPES)
