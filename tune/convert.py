@@ -10,16 +10,19 @@ forward are untouched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 from torch import Tensor, nn
+from torch.compiler import is_compiling
 
 from .discover import find_pairs
 from .fold import FoldedConv, folded_weight_and_bias
 from .geometry import ConvGeometry, batched_ndim, conv_geometry, static_geometry, weight_layout
 from .layers import always_running_stats, has_activation
+from .recompute import conv_bn_recomputed
 
 MODES = ("tune", "deploy")
 
@@ -42,6 +45,13 @@ class Report:
         return "\n".join(lines)
 
 
+# Per device type: a call whose output has at most this many positions (batch x output pixels) recomputes the conv
+# output in backward (recompute.py) instead of folding (fold.py): for so small a feature map one more conv costs less
+# than the weight-sized fold. Measured on CPU (benchmarks: the host-bound preset); on CUDA a guess that the GPU check
+# refines. Either way the results are Eval mode's.
+RECOMPUTE_MAX_POSITIONS = {"cpu": 16, "cuda": 64}
+
+
 @dataclass(eq=False)
 class _Pair:
     """What a converted pair's two forwards share, worked out once at turn_on."""
@@ -52,41 +62,60 @@ class _Pair:
     frozen: bool  # the BN has no training mode
     activation: bool  # the BN applies dropout and an activation after normalising
     geometry: ConvGeometry | None  # None: depends on the input
-
-    def folds(self, x: Tensor) -> bool:
-        """The one condition both modules test, so they always agree on whether this call is folded."""
-        bn = self.bn
-        return x.dim() == self.ndim and (self.frozen or (not bn.training and bn.running_var is not None))
+    stride_product: int  # input positions per output position; 0 for ConvTranspose, which always folds
+    eps_value: float = 0.0  # the bn.eps that `eps` holds
+    eps: Tensor | None = None  # bn.eps as a 0-dim CPU tensor: adding it costs one op, a Python float several
 
 
 def _pair(conv: nn.Module, bn: nn.Module) -> _Pair:
-    return _Pair(conv, bn, batched_ndim(conv), always_running_stats(bn), has_activation(bn), static_geometry(conv))
+    stride_product = 1 if isinstance(conv, nn.Linear) else 0 if conv.transposed else math.prod(conv.stride)
+    return _Pair(conv, bn, batched_ndim(conv), always_running_stats(bn), has_activation(bn), static_geometry(conv),
+                 stride_product)
 
 
-def _folded_conv(pair: _Pair, x: Tensor, geometry: ConvGeometry, dtype: torch.dtype) -> Tensor:
-    conv, bn = pair.conv, pair.bn
-    return FoldedConv.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
-                            geometry, dtype)
+def _folds(pair: _Pair, x: Tensor) -> bool:
+    """The one condition both modules test, so they always agree on whether this call is folded."""
+    bn = pair.bn
+    return x.dim() == pair.ndim and (pair.frozen or (not bn.training and bn.running_var is not None))
+
+
+def _recomputes(pair: _Pair, x: Tensor, device_type: str) -> bool:
+    limit = RECOMPUTE_MAX_POSITIONS.get(device_type, 16) * pair.stride_product * x.shape[1]
+    return x.numel() <= limit and not is_compiling()  # compiled graphs plan their own memory: fold there
+
+
+def _eps_tensor(pair: _Pair) -> Tensor:
+    """bn.eps as a 0-dim CPU tensor of the fold's dtype (float32, or float64 for float64 statistics)."""
+    bn, eps = pair.bn, pair.eps
+    dtype = torch.float64 if bn.running_var.dtype == torch.float64 else torch.float32
+    if eps is None or pair.eps_value != bn.eps or eps.dtype != dtype:
+        eps, pair.eps_value = torch.tensor(bn.eps, dtype=dtype), bn.eps
+        pair.eps = eps
+    return eps
 
 
 def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-    conv = pair.conv
-    if not pair.folds(x):
-        return type(conv).forward(conv, x, *(() if output_size is None else (output_size,)))
+    conv, bn = pair.conv, pair.bn
+    args = (x,) if output_size is None else (x, output_size)
+    if not _folds(pair, x):
+        return type(conv).forward(conv, *args)
+    device_type = x.device.type
+    if _recomputes(pair, x, device_type):
+        return conv_bn_recomputed(conv, bn, args, device_type)
     geometry = pair.geometry
     if geometry is None:
         geometry, x = conv_geometry(conv, x, output_size)
-    device_type = x.device.type
+    tensors = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, _eps_tensor(pair), geometry)
     if not torch.is_autocast_enabled(device_type):
-        return _folded_conv(pair, x, geometry, conv.weight.dtype)
+        return FoldedConv.apply(x, *tensors, conv.weight.dtype)
     dtype = torch.get_autocast_dtype(device_type)  # the fold itself runs in float32, then is cast (fold.py)
     with torch.autocast(device_type, enabled=False):
-        return _folded_conv(pair, x.to(dtype), geometry, dtype)
+        return FoldedConv.apply(x.to(dtype), *tensors, dtype)
 
 
 def _tuned_bn_forward(pair: _Pair, x: Tensor) -> Tensor:
     bn = pair.bn
-    if not pair.folds(x):
+    if not _folds(pair, x):
         return type(bn).forward(bn, x)
     return bn.act(bn.drop(x)) if pair.activation else x
 

@@ -11,7 +11,8 @@ import torchvision
 import tune
 from tests.tune.helpers import forward_backward, kept_bytes, max_relative_error, randomize_bn
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("strategy")]
 
 
 def resnet(dtype=torch.float32) -> torch.nn.Module:

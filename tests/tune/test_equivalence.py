@@ -15,6 +15,8 @@ CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 TRANSPOSED = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 BNS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
+pytestmark = pytest.mark.usefixtures("strategy")
+
 
 class ConvBN(nn.Module):
     """Conv -> BN -> ReLU, the block Tune mode folds, plus a tail so gradients are not trivial."""
@@ -56,7 +58,8 @@ def conv_bn_configs(draw):
     return conv, bn, (2, in_channels, *([size] * dims)), channels_last
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(conv_bn_configs(), st.integers(0, 2**16))
 def test_tune_matches_eval_on_every_conv_bn_configuration(config, seed):
     conv, bn, shape, channels_last = config

@@ -35,7 +35,7 @@ def test_counter_excludes_parameters_and_buffers_of_the_given_module():
     assert kept_all.nbytes == x.nbytes + layer.weight.nbytes
 
 
-def test_tune_keeps_only_the_conv_input_like_deploy_while_eval_also_keeps_the_conv_output():
+def test_tune_keeps_only_the_conv_input_like_deploy_while_eval_also_keeps_the_conv_output(strategy):
     model = randomize_bn(nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8))).eval()
     x = torch.randn(2, 4, 16, 16, requires_grad=True)
     conv_output_bytes = 2 * 8 * 16 * 16 * 4
@@ -48,7 +48,7 @@ def test_tune_keeps_only_the_conv_input_like_deploy_while_eval_also_keeps_the_co
     assert eval_bytes == x.nbytes + conv_output_bytes
 
 
-def test_tune_keeps_nothing_weight_sized_for_frozen_bn_linear_and_transposed_convs():
+def test_tune_keeps_nothing_weight_sized_for_frozen_bn_linear_and_transposed_convs(strategy):
     from torchvision.ops import FrozenBatchNorm2d
 
     for model, x in (

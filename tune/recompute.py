@@ -1,0 +1,50 @@
+"""The other way to keep only the conv input: Eval mode's own conv and BN, with BN's saved input recomputed.
+
+Where a feature map has few positions (say a batch of one at 7x7 px) while the conv weight is large, the weight-sized
+fold costs more than BN itself. There Tune mode runs the conv and `F.batch_norm` exactly as Eval mode does (the same
+kernels, so the same results bit for bit) but does not let autograd keep the conv output that BN's backward needs:
+a saved-tensor hook stores a recipe instead, and backward recomputes that output from the conv input, which the conv
+keeps anyway. The extra cost is one conv of that small feature map; autograd keeps what Deploy mode keeps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class _Recipe:
+    """Stands in for the conv output among BN's saved tensors, and recomputes it when backward asks."""
+
+    __slots__ = ("output", "conv", "args", "autocast")
+
+    def __init__(self, output: Tensor, conv: nn.Module, args: tuple, autocast: tuple[str, torch.dtype] | None):
+        self.output, self.conv, self.args, self.autocast = output, conv, args, autocast
+
+    def pack(self, tensor: Tensor) -> object:
+        if tensor is self.output:
+            self.output = None  # the recipe must not keep the very tensor it replaces
+            return self
+        return tensor
+
+    def unpack(self, saved: object) -> object:
+        if saved is not self:
+            return saved
+        conv, args = self.conv, self.args
+        if self.autocast is None:
+            return type(conv).forward(conv, *args)
+        device_type, dtype = self.autocast
+        with torch.autocast(device_type, dtype=dtype):
+            return type(conv).forward(conv, *args)
+
+
+def conv_bn_recomputed(conv: nn.Module, bn: nn.Module, args: tuple, device_type: str) -> Tensor:
+    """BN(conv(*args)) with BN on running statistics, as Eval mode computes it, keeping no conv output."""
+    output = type(conv).forward(conv, *args)
+    if not torch.is_grad_enabled():
+        return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    autocast = (device_type, torch.get_autocast_dtype(device_type)) if torch.is_autocast_enabled(device_type) else None
+    recipe = _Recipe(output, conv, args, autocast)
+    with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
+        return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
