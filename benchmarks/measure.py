@@ -1,4 +1,5 @@
-"""The measurements: kept-for-backward bytes, step peak and resident memory, step times, and gradient errors.
+"""The measurements: kept-for-backward bytes, step peak and resident memory, step times, aten ops per step, and
+gradient errors.
 
 Every figure comes from training steps on the same batch, one Bench per mode, so that the modes differ only in how
 their model was prepared.
@@ -14,13 +15,13 @@ import time
 from contextlib import AbstractContextManager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 import tune
-from benchmarks.models import calibrate_bn, random_model
+from benchmarks import workloads
 from benchmarks.modes import MODES, Bench, prepare
+from benchmarks.workloads import Batch
 
 MIB = 2**20
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -32,28 +33,28 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def forward_loss(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> Tensor:
-    """Cross-entropy of the mode's forward (under autocast when asked); grads are cleared first."""
+def forward_loss(bench: Bench, batch: Batch, cast: AbstractContextManager) -> Tensor:
+    """The batch's loss under the mode's runnable (and autocast when asked); grads are cleared first."""
     bench.model.zero_grad(set_to_none=True)
-    x.grad = None
+    batch.zero_grad()
     with cast:
-        return F.cross_entropy(bench.run(x).float(), y)
+        return batch.loss(bench.run)
 
 
-def train_step(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager, optimize: bool = True) -> None:
+def train_step(bench: Bench, batch: Batch, cast: AbstractContextManager, optimize: bool = True) -> None:
     """Forward, backward and, when the bench has an optimizer and `optimize`, an SGD step."""
-    forward_loss(bench, x, y, cast).backward()
+    forward_loss(bench, batch, cast).backward()
     if optimize and bench.optimizer:
         bench.optimizer.step()
 
 
-def gradients(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> dict[str, Tensor]:
+def gradients(bench: Bench, batch: Batch, cast: AbstractContextManager) -> dict[str, Tensor]:
     """Gradients of one step's loss: every parameter's by name, and the input's as 'input'."""
-    train_step(bench, x, y, cast, optimize=False)
+    train_step(bench, batch, cast, optimize=False)
     grads = {
         name: p.grad.to(torch.float64, copy=True) for name, p in bench.model.named_parameters() if p.grad is not None
     }
-    return {**grads, "input": x.grad.to(torch.float64, copy=True)}
+    return {**grads, **batch.input_grads()}
 
 
 def max_relative_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float:
@@ -78,7 +79,7 @@ def compare(grads: dict[str, Tensor], ref_grads: dict[str, Tensor], params: set[
 
 
 def gradient_errors(
-    bench: Bench, reference: nn.Module, ref_grads: dict[str, Tensor], x: Tensor, y: Tensor, cast: AbstractContextManager
+    bench: Bench, reference: nn.Module, ref_grads: dict[str, Tensor], batch: Batch, cast: AbstractContextManager
 ) -> dict:
     """Errors of the mode's gradients versus the float64 reference, over the parameters the mode left as they
     were (Deploy's folded conv weights are new parameters, so they are not compared) and the input."""
@@ -88,83 +89,95 @@ def gradient_errors(
         for name, p in bench.model.named_parameters()
         if name in ref_params and torch.equal(p.detach().double(), ref_params[name].detach())
     }
-    return compare(gradients(bench, x, y, cast), ref_grads, unchanged)
+    return compare(gradients(bench, batch, cast), ref_grads, unchanged)
 
 
-def kept_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
+def kept_mib(bench: Bench, batch: Batch, cast: AbstractContextManager) -> float:
     """MiB of distinct storages autograd keeps for backward in one forward, the model's own tensors excluded."""
     with tune.kept_for_backward(exclude=bench.model) as kept:
-        loss = forward_loss(bench, x, y, cast)
+        loss = forward_loss(bench, batch, cast)
     loss.backward()
     return kept.nbytes / MIB
 
 
-def resident_mib(bench: Bench, x: Tensor, y: Tensor) -> float:
+def resident_mib(bench: Bench, batch: Batch) -> float:
     """MiB the mode holds between steps: its parameters, buffers, optimizer state and the batch."""
     state = bench.optimizer.state.values() if bench.optimizer else []
-    tensors = [*bench.model.parameters(), *bench.model.buffers(), x, y]
+    tensors = [*bench.model.parameters(), *bench.model.buffers(), *batch.tensors]
     tensors += [t for per_param in state for t in per_param.values() if torch.is_tensor(t)]
     return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values()) / MIB
 
 
-def step_peak_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
+def step_peak_mib(bench: Bench, batch: Batch, cast: AbstractContextManager, device: torch.device) -> float:
     """Peak MiB allocated during one step above what was allocated before it (gradients included): CUDA's
     allocator counter, or on CPU the running sum of torch.profiler's memory events (op-granular)."""
     bench.model.zero_grad(set_to_none=True)
-    x.grad = None
-    if x.device.type == "cuda":
-        synchronize(x.device)
-        torch.cuda.reset_peak_memory_stats(x.device)
-        before = torch.cuda.memory_allocated(x.device)
-        train_step(bench, x, y, cast)
-        synchronize(x.device)
-        return (torch.cuda.max_memory_allocated(x.device) - before) / MIB
+    batch.zero_grad()
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        train_step(bench, batch, cast)
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / MIB
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        train_step(bench, x, y, cast)
+        train_step(bench, batch, cast)
     events = sorted(prof.events(), key=lambda event: event.time_range.start)
     return max(itertools.accumulate((e.self_cpu_memory_usage for e in events), initial=0)) / MIB
 
 
-def timed_step_ms(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
+def aten_ops_per_step(bench: Bench, batch: Batch, cast: AbstractContextManager) -> int:
+    """aten ops torch.profiler records in one step, nested ones included: what a step pays per op on the host."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(bench, batch, cast)
+    return sum(event.name.startswith("aten::") for event in prof.events())
+
+
+def timed_step_ms(bench: Bench, batch: Batch, cast: AbstractContextManager, device: torch.device) -> float:
     """Wall-clock milliseconds of one training step, synchronising CUDA before and after."""
-    synchronize(x.device)
+    synchronize(device)
     start = time.perf_counter()
-    train_step(bench, x, y, cast)
-    synchronize(x.device)
+    train_step(bench, batch, cast)
+    synchronize(device)
     return 1000 * (time.perf_counter() - start)
 
 
-def check_gradients(benches: list[Bench], base: nn.Module, x: Tensor, y: Tensor, cast: AbstractContextManager) -> None:
+def check_gradients(benches: list[Bench], base: nn.Module, batch: Batch, cast: AbstractContextManager,
+                    device: torch.device) -> None:
     """Record each Eval-function mode's gradient errors against a float64 copy of `base` in Eval mode: as run, and
     with the mode's own copy in float64 ('f64_' keys). Errors as run are dominated by ReLU and max-pool decisions
     that rounding flips, whatever the mode; in float64 none flip, so they show whether the mode is exact."""
     model64 = copy.deepcopy(base).double()
-    exact = torch.autocast(x.device.type, enabled=False)
-    x64 = x.detach().double().requires_grad_()
-    ref_grads = gradients(Bench("reference", model64, model64), x64, y, exact)
+    exact = torch.autocast(device.type, enabled=False)
+    batch64 = batch.float64()
+    ref_grads = gradients(Bench("reference", model64, model64), batch64, exact)
     for bench in benches:
         if MODES[bench.name].eval_function and bench.status == "ok":
-            bench.result.update(bench.attempt(gradient_errors, bench, model64, ref_grads, x, y, cast) or {})
+            bench.result.update(bench.attempt(gradient_errors, bench, model64, ref_grads, batch, cast) or {})
             twin = prepare(bench.name, model64, optimizer_step=False)
-            errors = twin.attempt(gradient_errors, twin, model64, ref_grads, x64, y, exact) or {}
+            errors = twin.attempt(gradient_errors, twin, model64, ref_grads, batch64, exact) or {}
             bench.result.update({f"f64_{key}": value for key, value in errors.items() if key != "params_compared"})
 
 
-def measure_memory(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager, warmup: int) -> None:
-    """Record kept-for-backward bytes (where hooks see them), then after warm-up the step peak and resident state."""
+def measure_memory(bench: Bench, batch: Batch, cast: AbstractContextManager, warmup: int,
+                   device: torch.device) -> None:
+    """Record kept-for-backward bytes (where hooks see them), then after warm-up the step peak, resident state and
+    aten ops per step."""
     if not MODES[bench.name].compiled:
-        bench.result["kept_mib"] = bench.attempt(kept_mib, bench, x, y, cast)
+        bench.result["kept_mib"] = bench.attempt(kept_mib, bench, batch, cast)
     for _ in range(warmup):
-        bench.attempt(train_step, bench, x, y, cast)
-    bench.result["step_peak_mib"] = bench.attempt(step_peak_mib, bench, x, y, cast)
-    bench.result["resident_mib"] = bench.attempt(resident_mib, bench, x, y)
+        bench.attempt(train_step, bench, batch, cast)
+    bench.result["step_peak_mib"] = bench.attempt(step_peak_mib, bench, batch, cast, device)
+    bench.result["resident_mib"] = bench.attempt(resident_mib, bench, batch)
+    bench.result["aten_ops"] = bench.attempt(aten_ops_per_step, bench, batch, cast)
 
 
-def time_round_robin(benches: list[Bench], x: Tensor, y: Tensor, cast: AbstractContextManager, reps: int) -> None:
+def time_round_robin(benches: list[Bench], batch: Batch, cast: AbstractContextManager, reps: int,
+                     device: torch.device) -> None:
     """Time `reps` steps per mode, one mode after the other in turn, so drifts in machine load hit all alike."""
     for _ in range(reps):
         for bench in benches:
-            elapsed = bench.attempt(timed_step_ms, bench, x, y, cast)
+            elapsed = bench.attempt(timed_step_ms, bench, batch, cast, device)
             if elapsed is not None:
                 bench.times_ms.append(elapsed)
 
@@ -173,17 +186,14 @@ def measure(args: argparse.Namespace) -> dict[str, dict]:
     """Run every requested mode and return its status and figures, keyed by mode name."""
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    shape = (args.batch_size, 3, args.resolution, args.resolution)
-    x = torch.randn(shape, device=device, requires_grad=True)
-    base = calibrate_bn(random_model(args.model).to(device), x.detach())
-    with torch.no_grad():
-        y = torch.randint(base(x[:1]).shape[-1], (args.batch_size,), device=device)
+    base, batch = workloads.build(args.model, args.batch_size, args.resolution, device)
     cast = torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(args.dtype), enabled=args.dtype in AUTOCAST_DTYPES)
     benches = [prepare(name, base, args.optimizer_step) for name in args.modes]
-    check_gradients(benches, base, x, y, cast)  # first: no optimizer step has changed the weights yet
+    if batch.float64 is not None and not args.no_grad_check:  # a detector in float64 takes too long
+        check_gradients(benches, base, batch, cast, device)  # first: no optimizer step has changed the weights yet
     for bench in benches:
-        measure_memory(bench, x, y, cast, args.warmup)
-    time_round_robin(benches, x, y, cast, args.reps)
+        measure_memory(bench, batch, cast, args.warmup, device)
+    time_round_robin(benches, batch, cast, args.reps, device)
     return {bench.name: summarize(bench) for bench in benches}
 
 

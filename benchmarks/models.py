@@ -15,9 +15,16 @@ ZOO = (
 )
 
 
+def resnet50_narrow() -> nn.Module:
+    """ResNet-50's 53 Conv->BN pairs with 3x3 convs 2 channels per group wide (instead of 64): at a small batch and
+    resolution, a step is then almost only the per-op cost a GPU step pays on the host."""
+    return torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [3, 4, 6, 3], width_per_group=2)
+
 
 def random_model(name: str) -> nn.Module:
-    """A randomly initialised model: a torchvision classification model, or timm's when named 'timm:NAME'."""
+    """A randomly initialised model: torchvision's, timm's when named 'timm:NAME', or resnet50_narrow."""
+    if name == "resnet50_narrow":
+        return resnet50_narrow()
     if name.startswith("timm:"):
         import timm
 
@@ -27,8 +34,9 @@ def random_model(name: str) -> nn.Module:
 
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, x: Tensor, batches: int = 2) -> nn.Module:
-    """Randomise BN affine parameters, then set running statistics to the true batch statistics of random inputs,
-    so folding is tested on non-trivial values while activations stay well scaled (fp16 included)."""
+    """Randomise BN affine parameters, then set running statistics to the true batch statistics of random inputs
+    shaped like `x` (at least 8 of them, so that a 1x1 feature map still has batch statistics), so that folding is
+    tested on non-trivial values while activations stay well scaled (fp16 included)."""
     model.train()
     bns = [module for module in model.modules() if isinstance(module, BN_TYPES) and module.track_running_stats]
     momenta = [bn.momentum for bn in bns]
@@ -39,7 +47,7 @@ def calibrate_bn(model: nn.Module, x: Tensor, batches: int = 2) -> nn.Module:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the calibration batches
     for _ in range(batches):
-        model(torch.randn_like(x))
+        model(torch.randn(max(len(x), 8), *x.shape[1:], device=x.device, dtype=x.dtype))
     for bn, momentum in zip(bns, momenta, strict=True):
         bn.momentum = momentum
     return model.eval()

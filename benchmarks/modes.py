@@ -1,6 +1,8 @@
-"""The modes a benchmark compares: how a fresh copy of the model becomes each mode, and the model they all start from.
+"""The modes a benchmark compares: how a fresh copy of the model becomes each mode.
 
-Kept apart from the measurements so that adding a mode or a peer touches only this file.
+Kept apart from the measurements so that adding a mode or a peer touches only this file. Every mode but Train keeps
+BN on running statistics through train() (tune.freeze_bn_stats), so a detector can stay in training mode for its
+losses while its BN behaves as in Eval mode; a classifier arrives in eval mode.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ def _train(model: nn.Module) -> tuple[nn.Module, str]:
 
 
 def _eval(model: nn.Module) -> tuple[nn.Module, str]:
-    return model.eval(), "BN running statistics"
+    tune.freeze_bn_stats(model)  # a detector stays in training mode for its losses: BN alone uses running stats
+    return model, "BN running statistics"
 
 
 def _tune(mode: str, model: nn.Module) -> tuple[nn.Module, str]:
-    report = tune.turn_on(model.eval(), mode=mode)
+    tune.freeze_bn_stats(model)
+    report = tune.turn_on(model, mode=mode)
     return model, f"{len(report.pairs)} pairs, {len(report.skipped)} BN left alone"
 
 
@@ -46,14 +50,20 @@ def _mmengine(model: nn.Module) -> tuple[nn.Module, str]:
         turn_on_efficient_conv_bn_eval_for_single_model,
     )
 
-    turn_on_efficient_conv_bn_eval_for_single_model(model.eval())
+    tune.freeze_bn_stats(model)
+    turn_on_efficient_conv_bn_eval_for_single_model(model)
     graph = model.forward.__self__.graph  # the traced GraphModule whose forward replaced the model's
     pairs = sum(node.target is efficient_conv_bn_eval_control for node in graph.nodes)
     return model, f"{pairs} pairs"
 
 
-def _compiled(options: dict, model: nn.Module) -> tuple[Callable[[Tensor], Tensor], str]:
-    return torch.compile(model.eval(), options=options), " ".join(["inductor", *options])
+def _compiled(options: dict, prepare: Callable, model: nn.Module) -> tuple[Callable, str]:
+    model, note = prepare(model)
+    return torch.compile(model, options=options), " ".join(["inductor", *options, f"({note})"])
+
+
+def _has_inductor_convbn_pass() -> bool:
+    return hasattr(torch._inductor.config, "efficient_conv_bn_eval_fx_passes")
 
 
 MODES = {
@@ -62,12 +72,13 @@ MODES = {
     "tune": Mode(partial(_tune, "tune")),
     "deploy": Mode(partial(_tune, "deploy")),
     "mmengine": Mode(_mmengine, missing=lambda: importlib.util.find_spec("mmengine") is None),
-    "compile": Mode(partial(_compiled, {}), compiled=True),
+    "compile": Mode(partial(_compiled, {}, _eval), compiled=True),
     "compile+inductor-convbn": Mode(
-        partial(_compiled, {"efficient_conv_bn_eval_fx_passes": True}),
-        missing=lambda: not hasattr(torch._inductor.config, "efficient_conv_bn_eval_fx_passes"),
+        partial(_compiled, {"efficient_conv_bn_eval_fx_passes": True}, _eval),
+        missing=lambda: not _has_inductor_convbn_pass(),
         compiled=True,
     ),
+    "tune+compile": Mode(partial(_compiled, {}, partial(_tune, "tune")), compiled=True),
 }
 
 

@@ -19,12 +19,13 @@ import torchvision
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RATIO_METRICS = ("kept_mib", "step_peak_mib", "time_ms")
+RATIO_METRICS = ("kept_mib", "step_peak_mib", "time_ms", "aten_ops")
 
 
 def add_ratios(results: dict[str, dict]) -> None:
-    """Add each ok mode's ratios to Eval and to Train for kept memory, step peak and time (None if unknown)."""
-    for base in ("eval", "train"):
+    """Add each ok mode's ratios to Eval, Train and Deploy for kept memory, step peak, time and aten ops (None
+    where either figure is unknown)."""
+    for base in ("eval", "train", "deploy"):
         ref = results.get(base, {})
         for record in results.values():
             if record["status"] == "ok":
@@ -53,7 +54,7 @@ def _gradient_cell(record: dict, prefix: str) -> str:
 
 def format_table(results: dict[str, dict]) -> str:
     """A Markdown table: absolute figures with their ratios to Eval / to Train in parentheses."""
-    header = ["mode", "status", "kept MiB", "step peak MiB", "peak MiB", "ms/step [IQR]"]
+    header = ["mode", "status", "kept MiB", "step peak MiB", "peak MiB", "ms/step [IQR]", "aten ops"]
     header += ["grad err param / input", "same in float64", "params compared", "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in results.items():
@@ -68,6 +69,7 @@ def format_table(results: dict[str, dict]) -> str:
             _figure(r.get("step_peak_mib"), "{:.1f}", r, "step_peak_mib"),
             _figure(r.get("peak_mib"), "{:.1f}"),
             _figure(r.get("time_ms"), "{:.1f}", r, "time_ms") + spread,
+            _figure(r.get("aten_ops"), "{:.0f}", r, "aten_ops"),
             _gradient_cell(r, ""),
             _gradient_cell(r, "f64_"),
             r.get("params_compared", "n/a"),

@@ -11,13 +11,14 @@ forward are untouched.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torch.compiler import is_compiling
 
+from .compat import autocast_dtype, autocast_enabled, is_compiling
 from .discover import find_pairs
 from .fold import FoldedConv, folded_weight_and_bias
 from .geometry import ConvGeometry, batched_ndim, conv_geometry, static_geometry, weight_layout
@@ -25,20 +26,30 @@ from .layers import always_running_stats, has_activation
 from .recompute import conv_bn_recomputed
 
 MODES = ("tune", "deploy")
+TRAINING_MODE_NOTE = (
+    "a pair whose BN is in training mode (batch statistics) runs as Conv then BN and saves nothing; Tune mode "
+    "applies while BN uses running statistics: call model.eval(), or tune.freeze_bn_stats(model) to keep BN on "
+    "running statistics through model.train() when fine-tuning"
+)
 
 
 @dataclass
 class Report:
-    """What turn_on did: converted pairs as (conv name, BN name), and every BN-like module left alone, with why."""
+    """What turn_on did: converted pairs as (conv name, BN name), every BN-like module left alone with why, and the
+    converted pairs' BN layers that are in training mode now (they save nothing until they use running statistics)."""
 
     mode: str
     pairs: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    in_training_mode: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         verb = "folded permanently" if self.mode == "deploy" else "converted"
         lines = [f"tune (mode={self.mode!r}): {len(self.pairs)} Conv->BN pairs {verb}, "
                  f"{len(self.skipped)} BN layers left as they were"]
+        if self.in_training_mode:
+            lines.append(f"  note: {len(self.in_training_mode)} of these BN layers are in training mode: "
+                         f"{TRAINING_MODE_NOTE}")
         lines += [f"  left alone: {name}: {reason}" for name, reason in self.skipped[:10]]
         if len(self.skipped) > 10:
             lines.append(f"  ... and {len(self.skipped) - 10} more (see report.skipped)")
@@ -65,6 +76,7 @@ class _Pair:
     stride_product: int  # input positions per output position; 0 for ConvTranspose, which always folds
     eps_value: float = 0.0  # the bn.eps that `eps` holds
     eps: Tensor | None = None  # bn.eps as a 0-dim CPU tensor: adding it costs one op, a Python float several
+    warned: bool = False  # a training step with batch statistics was warned about
 
 
 def _pair(conv: nn.Module, bn: nn.Module) -> _Pair:
@@ -98,6 +110,9 @@ def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = 
     conv, bn = pair.conv, pair.bn
     args = (x,) if output_size is None else (x, output_size)
     if not _folds(pair, x):
+        if bn.training and not pair.warned and torch.is_grad_enabled():
+            pair.warned = True
+            warnings.warn(f"tune: {TRAINING_MODE_NOTE}", stacklevel=4)  # the line that called the conv
         return type(conv).forward(conv, *args)
     device_type = x.device.type
     if _recomputes(pair, x, device_type):
@@ -106,9 +121,9 @@ def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = 
     if geometry is None:
         geometry, x = conv_geometry(conv, x, output_size)
     tensors = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, _eps_tensor(pair), geometry)
-    if not torch.is_autocast_enabled(device_type):
+    if not autocast_enabled(device_type):
         return FoldedConv.apply(x, *tensors, conv.weight.dtype)
-    dtype = torch.get_autocast_dtype(device_type)  # the fold itself runs in float32, then is cast (fold.py)
+    dtype = autocast_dtype(device_type)  # the fold itself runs in float32, then is cast (fold.py)
     with torch.autocast(device_type, enabled=False):
         return FoldedConv.apply(x.to(dtype), *tensors, dtype)
 
@@ -146,8 +161,9 @@ def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
 def turn_on(model: nn.Module, mode: str = "tune") -> Report:
     """Convert every foldable Conv -> BN pair of `model` in place and report what was converted and what was not.
 
-    mode='tune': each pair computes one folded convolution whenever its BN uses running statistics (eval mode, or
-    a frozen BN), with forward and backward equal to Eval mode's; in training mode it runs as before.
+    mode='tune': whenever a pair's BN uses running statistics (eval mode, tune.freeze_bn_stats, or a frozen BN),
+    the pair computes Eval mode's forward and backward while autograd keeps what Deploy mode keeps; in training
+    mode it runs as before (the report lists such BN layers, and the first training step with them warns).
     mode='deploy': fold the running statistics into the convs once and for all (inference, export); the BN modules
     are replaced, so state_dict changes and turn_off cannot undo it. Calling turn_on again is harmless.
     """
@@ -157,6 +173,7 @@ def turn_on(model: nn.Module, mode: str = "tune") -> Report:
     if mode == "deploy":
         turn_off(model)
     found = find_pairs(model)
+    report = Report(mode, found.pairs, found.skipped)
     for conv_name, bn_name in found.pairs:
         if mode == "deploy":
             _fold_permanently(model, conv_name, bn_name)
@@ -164,7 +181,9 @@ def turn_on(model: nn.Module, mode: str = "tune") -> Report:
         pair = _pair(model.get_submodule(conv_name), model.get_submodule(bn_name))
         pair.conv.forward = partial(_tuned_conv_forward, pair)
         pair.bn.forward = partial(_tuned_bn_forward, pair)
-    return Report(mode, found.pairs, found.skipped)
+        if pair.bn.training and not pair.frozen:
+            report.in_training_mode.append(bn_name)
+    return report
 
 
 def turn_off(model: nn.Module) -> list[str]:

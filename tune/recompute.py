@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .compat import autocast_dtype, autocast_enabled
+
 
 class _Recipe:
     """Stands in for the conv output among BN's saved tensors, and recomputes it when backward asks."""
@@ -44,7 +46,7 @@ def conv_bn_recomputed(conv: nn.Module, bn: nn.Module, args: tuple, device_type:
     output = type(conv).forward(conv, *args)
     if not torch.is_grad_enabled():
         return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-    autocast = (device_type, torch.get_autocast_dtype(device_type)) if torch.is_autocast_enabled(device_type) else None
+    autocast = (device_type, autocast_dtype(device_type)) if autocast_enabled(device_type) else None
     recipe = _Recipe(output, conv, args, autocast)
     with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
         return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)

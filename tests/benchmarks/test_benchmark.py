@@ -1,4 +1,5 @@
-"""The training-step benchmark: exact memory counting, gradient errors, peers that are missing or crash, a smoke run."""
+"""The training-step benchmark: exact memory counting, gradient errors, peers that are missing or crash, presets,
+detectors, the summary table, and a smoke run."""
 
 import copy
 import json
@@ -11,7 +12,8 @@ from torch import nn
 
 import tune
 from benchmarks import __main__ as cli
-from benchmarks.measure import gradients, max_relative_error, summarize
+from benchmarks import summary, workloads
+from benchmarks.measure import gradients, kept_mib, max_relative_error, summarize
 from benchmarks.models import calibrate_bn
 from benchmarks.modes import MODES, Bench, Mode, prepare
 from benchmarks.report import format_table
@@ -48,7 +50,8 @@ def test_gradient_error_of_identical_models_is_zero_and_scales_with_a_perturbati
     model = calibrate_bn(conv_bn(), x.detach())
     twins = [copy.deepcopy(model) for _ in range(2)]
     cast = torch.autocast("cpu", enabled=False)
-    grads = [gradients(Bench("eval", m, m), x, y, cast) for m in twins]
+    batch = workloads.Batch(x, lambda run: torch.nn.functional.cross_entropy(run(x), y))
+    grads = [gradients(Bench("eval", m, m), batch, cast) for m in twins]
     assert set(grads[0]) == {name for name, _ in model.named_parameters()} | {"input"}
     assert max_relative_error(grads[0], grads[1]) == 0.0
     perturbed = {name: g * 1.01 for name, g in grads[0].items()}
@@ -88,6 +91,7 @@ def test_smoke_run_prints_table_and_writes_json_and_png(tmp_path, capsys):
         assert record["status"] == "ok" and len(record["times_ms"]) == 2
         assert record["peak_mib"] == pytest.approx(record["step_peak_mib"] + record["resident_mib"])
     assert results["eval"]["vs_eval"]["kept_mib"] == 1.0
+    assert all(record["aten_ops"] > 0 for record in results.values())
     assert results["tune"]["kept_mib"] < results["eval"]["kept_mib"]
     assert results["deploy"]["kept_mib"] <= results["tune"]["kept_mib"]
     assert "param_grad_rel_err" not in results["train"]  # batch statistics: not Eval's function
@@ -97,3 +101,55 @@ def test_smoke_run_prints_table_and_writes_json_and_png(tmp_path, capsys):
     for mode in ("tune", "deploy"):  # Eval's gradients exactly, up to float64 rounding
         assert results[mode]["f64_param_grad_rel_err"] < 1e-10 and results[mode]["f64_input_grad_rel_err"] < 1e-10
     assert imread(png_path).shape[0] > 100
+
+
+def test_host_bound_preset_sets_its_defaults_and_explicit_options_win():
+    args = cli.parse_args(["--preset", "host-bound"])
+    assert (args.model, args.batch_size, args.resolution, args.threads) == ("resnet50_narrow", 1, 32, 1)
+    assert "train" not in args.modes  # one 1x1 feature map has no batch statistics
+    assert cli.parse_args(["--preset", "host-bound", "--batch-size", "4"]).batch_size == 4
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--device", "cuda:0"], ["--preset", "fast"]])
+def test_bad_options_are_argparse_errors(argv, capsys):
+    if argv[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("a GPU is available here")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv)
+    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_detector_trains_its_losses_with_frozen_bn_and_tune_keeps_less():
+    torch.manual_seed(0)
+    base, batch = workloads.build("fasterrcnn_resnet50_fpn", 1, 64, torch.device("cpu"))
+    assert base.training and batch.input is None and batch.float64 is None
+    cast = torch.autocast("cpu", enabled=False)
+    kept = {}
+    for name in ("eval", "tune"):
+        bench = prepare(name, base, optimizer_step=False)
+        assert bench.status == "ok", bench.status
+        kept[name] = kept_mib(bench, batch, cast)
+        backbone_bns = [m for m in bench.model.backbone.body.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert bench.model.training and not any(bn.training for bn in backbone_bns)
+    assert bench.result["note"].startswith("53 pairs")
+    assert kept["tune"] < kept["eval"]
+
+
+def test_summary_puts_every_configuration_in_one_table(tmp_path, capsys):
+    def document(model, time_eval, time_tune):
+        results = {"eval": {"status": "ok", "time_ms": time_eval, "vs_eval": {"time_ms": 1.0}},
+                   "tune": {"status": "ok", "time_ms": time_tune, "vs_eval": {"time_ms": time_tune / time_eval}},
+                   "mmengine": {"status": "not installed"}}
+        args = {"model": model, "batch_size": 2, "resolution": 32, "dtype": "float32", "device": "cpu"}
+        return {"meta": {"args": args}, "results": results}
+
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, doc in zip(paths, (document("resnet18", 10.0, 8.0), document("resnet50", 20.0, 25.0)), strict=True):
+        path.write_text(json.dumps(doc))
+    assert summary.main([str(p) for p in paths]) == 0
+    table = capsys.readouterr().out
+    assert "| resnet18 b2/32px float32 cpu | tune | 8.0 | 0.80x |" in table
+    assert "| resnet50 b2/32px float32 cpu | tune | 25.0 | 1.25x |" in table
+    assert "| resnet50 b2/32px float32 cpu | mmengine | not installed |" in table
+    (tmp_path / "bad.json").write_text("{")
+    assert summary.main([str(tmp_path / "bad.json")]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
 
 import pytest
 import torch
@@ -39,6 +40,21 @@ def test_report_lists_pairs_and_reads_well():
     assert "2 Conv->BN pairs converted" in str(report)
 
 
+def test_pairs_in_training_mode_are_reported_and_warned_about_until_bn_is_frozen():
+    model = small_net().train()
+    report = tune.turn_on(model)
+    assert report.in_training_mode == ["1", "4"]
+    assert "2 of these BN layers are in training mode" in str(report) and "freeze_bn_stats" in str(report)
+    with pytest.warns(UserWarning, match="tune.freeze_bn_stats"):
+        forward_backward(model, torch.randn(2, 3, 8, 8))
+    frozen = small_net()
+    tune.freeze_bn_stats(frozen)
+    assert tune.turn_on(frozen.train()).in_training_mode == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forward_backward(frozen.train(), torch.randn(2, 3, 8, 8))
+
+
 def test_state_dict_parameters_and_an_existing_optimizer_are_untouched():
     model = small_net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -67,6 +83,7 @@ def test_turning_on_twice_is_harmless_and_turn_off_restores_exactly():
     assert "forward" not in model[0].__dict__
 
 
+@pytest.mark.filterwarnings("ignore:tune. a pair whose BN is in training mode")
 def test_train_mode_runs_the_original_conv_and_bn_and_updates_running_stats():
     model, reference = small_net(), small_net()
     tune.turn_on(model)
@@ -81,6 +98,7 @@ def test_train_mode_runs_the_original_conv_and_bn_and_updates_running_stats():
     assert max_relative_error(model(x), reference(x)) < 1e-5
 
 
+@pytest.mark.filterwarnings("ignore:tune. a pair whose BN is in training mode")
 def test_the_models_own_forward_keeps_running():
     class TwoHeaded(nn.Module):
         def __init__(self):
