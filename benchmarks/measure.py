@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import statistics
 import time
 from contextlib import AbstractContextManager
@@ -16,11 +15,11 @@ from contextlib import AbstractContextManager
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import ProfilerActivity, profile
 
 import tune
 from benchmarks.models import calibrate_bn, random_model
 from benchmarks.modes import MODES, Bench, prepare
+from experiments import memory
 
 MIB = 2**20
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -108,21 +107,10 @@ def resident_mib(bench: Bench, x: Tensor, y: Tensor) -> float:
 
 
 def step_peak_mib(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
-    """Peak MiB allocated during one step above what was allocated before it (gradients included): CUDA's
-    allocator counter, or on CPU the running sum of torch.profiler's memory events (op-granular)."""
+    """Peak MiB allocated during one training step above what was allocated before it (gradients included)."""
     bench.model.zero_grad(set_to_none=True)
     x.grad = None
-    if x.device.type == "cuda":
-        synchronize(x.device)
-        torch.cuda.reset_peak_memory_stats(x.device)
-        before = torch.cuda.memory_allocated(x.device)
-        train_step(bench, x, y, cast)
-        synchronize(x.device)
-        return (torch.cuda.max_memory_allocated(x.device) - before) / MIB
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        train_step(bench, x, y, cast)
-    events = sorted(prof.events(), key=lambda event: event.time_range.start)
-    return max(itertools.accumulate((e.self_cpu_memory_usage for e in events), initial=0)) / MIB
+    return memory.step_peak_mib(lambda: train_step(bench, x, y, cast), x.device)[1]
 
 
 def timed_step_ms(bench: Bench, x: Tensor, y: Tensor, cast: AbstractContextManager) -> float:
