@@ -1,38 +1,20 @@
-"""The engine's parts on their own: data streams, gradient reversal, CDAN's conditioning, schedules, backbones."""
+"""The methods on their own: gradient reversal, the domain adversary, CDAN's conditioning, and how each method
+registers its options and is built from them."""
 
 from __future__ import annotations
 
-import argparse
-import itertools
 import math
-import urllib.error
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
+from experiments import options
 from experiments.cdan import CDAN
-from experiments.data import StreamSampler
-from experiments.engine import lr_lambda
-from experiments.models import Classifier, build_backbone
+from experiments.dann import DANN
+from experiments.finetune import FineTune
+from experiments.models import Classifier
 from experiments.modules import DomainAdversary, WarmStartGradientReversal
-from experiments.utils import ExperimentError
-
-
-def take(sampler: StreamSampler, n: int) -> list[tuple[int, int]]:
-    return list(itertools.islice(iter(sampler), n))
-
-
-def test_stream_is_split_across_ranks_and_resumable():
-    whole = take(StreamSampler(10, (0, 0)), 40)  # four passes over ten samples
-    for lap in range(4):
-        assert sorted(index for index, _ in whole[10 * lap : 10 * lap + 10]) == list(range(10))
-    assert [index for index, _ in whole[:10]] != [index for index, _ in whole[10:20]]  # a new order per pass
-    ranks = [take(StreamSampler(10, (0, 0), rank=rank, world_size=2), 20) for rank in range(2)]
-    assert [item for pair in zip(*ranks, strict=True) for item in pair] == whole
-    assert take(StreamSampler(10, (0, 0), start=13), 27) == whole[13:]
-    assert take(StreamSampler(10, (1, 0)), 40) != whole
 
 
 def test_gradient_reversal_warms_up_and_keeps_its_step_in_the_state_dict():
@@ -64,8 +46,8 @@ def test_domain_adversary_labels_the_first_half_source():
 
 @pytest.mark.parametrize("randomized", [False, True])
 def test_cdan_conditions_features_on_predictions(randomized):
-    args = argparse.Namespace(trade_off=1.0, randomized=randomized, randomized_dim=32, entropy=True)
-    cdan = CDAN(Classifier(nn.Flatten(), 12, num_classes=5, bottleneck_dim=8), args)
+    cdan = CDAN(Classifier(nn.Flatten(), 12, num_classes=5, bottleneck_dim=8), randomized=randomized,
+                randomized_dim=32, entropy=True)
     features, predictions = torch.randn(4, 8), torch.softmax(torch.randn(4, 5), 1)
     mapped = cdan.conditioned(features, predictions)
     if randomized:
@@ -78,41 +60,30 @@ def test_cdan_conditions_features_on_predictions(randomized):
     assert loss.item() == pytest.approx((figures["cls_loss"] + figures["transfer_loss"]).item())
 
 
-def test_learning_rate_schedules():
-    inverse = lr_lambda(argparse.Namespace(lr_decay_epochs=None, lr_gamma=0.001, lr_decay=0.75, iters_per_epoch=5))
-    assert inverse(0) == 1 and inverse(1000) == pytest.approx(2**-0.75)
-    step = lr_lambda(argparse.Namespace(lr_decay_epochs=[2, 4], lr_gamma=0.1, lr_decay=0.75, iters_per_epoch=5))
-    assert [step(i) for i in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+def help_options(method) -> set[str]:
+    """The options --help shows."""
+    return {word.strip(",") for word in options.get_args_parser(method).format_help().split() if word.startswith("--")}
 
 
-def test_backbones_end_in_pooled_features():
-    for arch, dim in (("resnet18", 512), ("timm:resnet18", 512), ("mobilenet_v3_small", 1024)):
-        backbone, features = build_backbone(arch, scratch=True)
-        assert features == dim
-        assert backbone.eval()(torch.randn(2, 3, 32, 32)).shape == (2, dim)
-    with pytest.raises(ExperimentError, match="unknown architecture 'resnet51'"):
-        build_backbone("resnet51", scratch=True)
+def test_each_method_registers_only_the_options_that_mean_something_to_it():
+    assert options.method_options(FineTune) == []
+    assert options.method_options(DANN) == ["bottleneck_dim", "trade_off"]
+    assert options.method_options(CDAN) == ["bottleneck_dim", "trade_off", "randomized", "randomized_dim", "entropy"]
+    assert not {"--bottleneck-dim", "--trade-off", "--randomized"} & help_options(FineTune)
+    assert {"--bottleneck-dim", "--trade-off"} <= help_options(DANN)
+    assert "--randomized" not in help_options(DANN)
+    assert options.get_args_parser(FineTune).get_default("lr") == 0.001  # the method's own default
+    assert options.get_args_parser(DANN).get_default("lr") == 0.01
 
 
-def test_local_weights_load_from_a_file_or_an_engine_checkpoint(tmp_path):
-    reference = torchvision.models.resnet18()
-    torch.save(reference.state_dict(), tmp_path / "plain.pth")
-    torch.save({"model": {f"classifier.backbone.{k}": v for k, v in reference.state_dict().items()}},
-               tmp_path / "engine.pt")
-    for name in ("plain.pth", "engine.pt"):
-        backbone, _ = build_backbone("resnet18", pretrained=str(tmp_path / name))
-        assert torch.equal(backbone.conv1.weight, reference.conv1.weight)
-        assert isinstance(backbone.fc, nn.Identity)
-    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "other.pth")
-    with pytest.raises(ExperimentError, match="does not fit the backbone"):
-        build_backbone("resnet18", pretrained=str(tmp_path / "other.pth"))
-
-
-def test_unreachable_imagenet_weights_say_what_to_do(tmp_path, monkeypatch):
-    def offline(*_args, **_kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(ExperimentError, match="pass --pretrained PATH .* or --scratch"):
-        build_backbone("resnet18")
+def test_methods_are_built_from_keyword_arguments():
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
+    dann = DANN.build(backbone, 6, num_classes=5, bottleneck_dim=8, trade_off=0.3)
+    assert dann.trade_off == 0.3 and dann.classifier.features_dim == 8
+    assert dann.adversary.discriminator[0].in_features == 8
+    finetune = FineTune.build(backbone, 6, num_classes=5)
+    assert isinstance(finetune.classifier.bottleneck, nn.Identity) and finetune.classifier.features_dim == 6
+    cdan = CDAN.build(backbone, 6, num_classes=5, bottleneck_dim=8, randomized=True, randomized_dim=16)
+    assert cdan.r_f.shape == (8, 16) and cdan.adversary.discriminator[0].in_features == 16
+    loss, figures = dann(torch.randn(2, 12), torch.tensor([0, 3]), torch.randn(2, 12))
+    assert loss.item() == pytest.approx((figures["cls_loss"] + 0.3 * figures["transfer_loss"]).item())
