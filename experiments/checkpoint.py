@@ -24,7 +24,8 @@ from experiments.utils import ExperimentError
 FILENAME = "checkpoint.pt"
 TEMPORARY_SUFFIX = ".tmp"
 # What an engine checkpoint holds; a file without these keys is something else.
-KEYS = ("model", "optimizer", "scheduler", "step", "evaluated_epochs", "scores", "rng", "meter", "config")
+KEYS = ("model", "optimizer", "scheduler", "step", "evaluated_epochs", "scores", "rng", "meter", "unreadable",
+        "config")
 # Configuration entries that may differ when resuming (where and how fast the run goes, not what it computes);
 # any other difference means a different experiment.
 RESUMABLE_CHANGES = frozenset({"root", "download", "epochs", "log", "workers", "print_freq", "device", "torch",

@@ -8,11 +8,7 @@ import torch
 from experiments import engine
 from experiments.dann import DANN
 from experiments.finetune import FineTune
-from tests.experiments.helpers import task_args
-
-# Two epochs; DANN's windows of 4 iterations straddle the epoch boundary.
-DANN_REFERENCE = ["-i", "6", "--epochs", "2", "--print-freq", "4"]
-FINETUNE_REFERENCE = ["-i", "4", "--epochs", "2"]
+from tests.experiments.helpers import DANN_REFERENCE, FINETUNE_REFERENCE, task_args
 
 
 def _reference(method, options, synthetic_data, tmp_path_factory):

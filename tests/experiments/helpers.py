@@ -22,6 +22,10 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", OMP_NUM_THREA
 # ResNet-18 from scratch on 32-px crops, batch 4, two iterations, one epoch, every iteration logged.
 TINY = ["-a", "resnet18", "--scratch", "-b", "4", "-i", "2", "--epochs", "1", "--resize-size", "32", "-j", "0",
         "--print-freq", "1", "--device", "cpu"]
+# The uninterrupted reference runs (fixtures dann_reference, finetune_reference): two epochs each; DANN's windows of
+# 4 iterations straddle the epoch boundary.
+DANN_REFERENCE = ["-i", "6", "--epochs", "2", "--print-freq", "4"]
+FINETUNE_REFERENCE = ["-i", "4", "--epochs", "2"]
 
 
 def task_args(root: Path, log: Path, *extra: str, log_option: str = "--log") -> list[str]:

@@ -13,8 +13,9 @@ from experiments import checkpoint, engine
 from experiments.cdan import CDAN
 from experiments.dann import DANN
 from experiments.finetune import FineTune
-from tests.experiments.conftest import DANN_REFERENCE, FINETUNE_REFERENCE
 from tests.experiments.helpers import (
+    DANN_REFERENCE,
+    FINETUNE_REFERENCE,
     ExplodesAtCall,
     SignalsItselfAtCall,
     assert_same_curves,

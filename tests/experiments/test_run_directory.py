@@ -17,8 +17,7 @@ import torch
 from experiments import checkpoint, engine, rundir
 from experiments.dann import DANN
 from experiments.finetune import FineTune
-from tests.experiments.conftest import DANN_REFERENCE
-from tests.experiments.helpers import REPO, assert_same_curves, scalars, start, task_args, wait_for_line
+from tests.experiments.helpers import DANN_REFERENCE, REPO, assert_same_curves, scalars, start, task_args, wait_for_line
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -14,8 +14,9 @@ import torch
 from experiments import engine
 from experiments.dann import DANN
 from experiments.finetune import FineTune
-from tests.experiments.conftest import DANN_REFERENCE, FINETUNE_REFERENCE
 from tests.experiments.helpers import (
+    DANN_REFERENCE,
+    FINETUNE_REFERENCE,
     assert_same_curves,
     assert_same_tensors,
     saved_model,
