@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import statistics
 import time
 from contextlib import AbstractContextManager
@@ -22,15 +21,11 @@ import tune
 from benchmarks import workloads
 from benchmarks.modes import MODES, Bench, prepare
 from benchmarks.workloads import Batch
+from experiments import memory
+from experiments.utils import synchronize
 
 MIB = 2**20
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that wall-clock times cover it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def forward_loss(bench: Bench, batch: Batch, cast: AbstractContextManager) -> Tensor:
@@ -109,21 +104,10 @@ def resident_mib(bench: Bench, batch: Batch) -> float:
 
 
 def step_peak_mib(bench: Bench, batch: Batch, cast: AbstractContextManager, device: torch.device) -> float:
-    """Peak MiB allocated during one step above what was allocated before it (gradients included): CUDA's
-    allocator counter, or on CPU the running sum of torch.profiler's memory events (op-granular)."""
+    """Peak MiB allocated during one training step above what was allocated before it (gradients included)."""
     bench.model.zero_grad(set_to_none=True)
     batch.zero_grad()
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        train_step(bench, batch, cast)
-        synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / MIB
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        train_step(bench, batch, cast)
-    events = sorted(prof.events(), key=lambda event: event.time_range.start)
-    return max(itertools.accumulate((e.self_cpu_memory_usage for e in events), initial=0)) / MIB
+    return memory.step_peak_mib(lambda: train_step(bench, batch, cast), device)[1]
 
 
 def aten_ops_per_step(bench: Bench, batch: Batch, cast: AbstractContextManager) -> int:

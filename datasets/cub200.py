@@ -12,7 +12,8 @@ from datasets.imagelist import ImageList, class_names, require_all_classes
 TITLE = "CUB-200-2011"
 FOLDER = "CUB_200_2011"
 TABLES = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
-ARCHIVE = Archive(FOLDER, "CUB_200_2011.tgz", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz")
+ARCHIVE = Archive(FOLDER, "CUB_200_2011.tgz", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
+                  md5="97eceeb196236b17998738112f37df78")
 
 
 def load_cub200(

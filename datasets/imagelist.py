@@ -15,11 +15,14 @@ Sample = tuple[Path, int]
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """Load an RGB image like torchvision's default loader, but name the file when it is missing or corrupt."""
+    """Load an RGB image like torchvision's default loader, but name the file when it is missing or corrupt (in
+    the message, and as the error's `path`)."""
     try:
         return default_loader(str(path))
     except (OSError, ValueError, SyntaxError) as err:
-        raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+        error = ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}")
+        error.path = str(path)
+        raise error from err
 
 
 class NumClassesMixin:

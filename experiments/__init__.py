@@ -1,7 +1,7 @@
 """Transfer-learning experiments with the pretrained backbone's BN in Train, Eval, Tune or Deploy mode.
 
-engine: the command line and training loop every method shares; method: what a method is to the engine;
-finetune, dann, cdan: the methods, each a `python -m experiments.<name>` entry point; models, modules, data,
-checkpoint, utils: what the engine builds on; report: tables and plots of a sweep's TensorBoard logs; benchmark:
-one training step per BN mode, measured.
+engine: the training loop every method shares; options: its command line; method: what a method is to the engine;
+finetune, dann, cdan: the methods, each a `python -m experiments.<name>` entry point; models, modules, optim, data,
+evaluation, memory: what the engine builds and measures with; checkpoint, rundir, events, textlog, signals: how a
+run survives interruptions and leaves clean files; report: tables and plots of a sweep's logs.
 """

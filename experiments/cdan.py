@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
@@ -15,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from experiments import engine
-from experiments.method import AdversarialMethod
+from experiments.method import AdversarialMethod, Options
 from experiments.models import Classifier
 from experiments.modules import DomainAdversary
+from experiments.options import positive_int
 
 
 class CDAN(AdversarialMethod):
@@ -27,19 +27,22 @@ class CDAN(AdversarialMethod):
 
     name = "cdan"
 
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
+    @classmethod
+    def add_arguments(cls, parser: Options) -> None:
+        super().add_arguments(parser)
         parser.add_argument("--randomized", action="store_true", help="randomized multilinear map (large p (x) f)")
-        parser.add_argument("--randomized-dim", type=int, default=1024, help="output size d of the randomized map")
+        parser.add_argument("--randomized-dim", type=positive_int, default=1024,
+                            help="output size d of the randomized map")
         parser.add_argument("--entropy", action="store_true", help="entropy conditioning (CDAN+E)")
 
-    def __init__(self, classifier: Classifier, args: argparse.Namespace) -> None:
-        super().__init__(classifier, args)
-        self.randomized, self.entropy = args.randomized, args.entropy
+    def __init__(self, classifier: Classifier, trade_off: float = 1.0, randomized: bool = False,
+                 randomized_dim: int = 1024, entropy: bool = False) -> None:
+        super().__init__(classifier, trade_off)
+        self.randomized, self.entropy = randomized, entropy
         if self.randomized:
-            self.register_buffer("r_f", torch.randn(classifier.features_dim, args.randomized_dim))
-            self.register_buffer("r_g", torch.randn(classifier.num_classes, args.randomized_dim))
-            map_dim = args.randomized_dim
+            self.register_buffer("r_f", torch.randn(classifier.features_dim, randomized_dim))
+            self.register_buffer("r_g", torch.randn(classifier.num_classes, randomized_dim))
+            map_dim = randomized_dim
         else:
             map_dim = classifier.features_dim * classifier.num_classes
         self.adversary = DomainAdversary(map_dim)

@@ -6,7 +6,6 @@ gradient reversal, so the features stop telling source from target.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from torch import Tensor
@@ -22,8 +21,8 @@ class DANN(AdversarialMethod):
 
     name = "dann"
 
-    def __init__(self, classifier: Classifier, args: argparse.Namespace) -> None:
-        super().__init__(classifier, args)
+    def __init__(self, classifier: Classifier, trade_off: float = 1.0) -> None:
+        super().__init__(classifier, trade_off)
         self.adversary = DomainAdversary(classifier.features_dim)
 
     def transfer_loss(self, features: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,475 +1,364 @@
-"""The training engine every method runs on, with TLlib's command line.
+"""The training engine every method runs on, with TLlib's protocol and command line (experiments/options.py).
 
-It builds the model (backbone in the paper's BN mode, optional bottleneck, head), one SGD optimizer with the
-backbone at 0.1x lr and a per-iteration schedule, then trains with TensorBoard logging of losses, wall-clock and
-memory, evaluates on the target every epoch, and checkpoints atomically so that --resume reproduces an
-uninterrupted run exactly. Each method module is an entry point:
+It builds the model (backbone in the paper's BN mode, the method's classifier and losses) and TLlib's optimizer,
+then trains in the manner of torchvision's reference loop (fetch, step, log, stop), logging every figure the method
+returns, wall-clock and memory to TensorBoard; it evaluates on the target every epoch and checkpoints so that
+--resume reproduces an uninterrupted run exactly:
 
     python -m experiments.dann data/office31 -d office31 -s A -t W -a resnet50 --bn-mode tune
     torchrun --nproc_per_node=4 -m experiments.dann ... --log-dir DIR   # DDP: the global batch is 4 x -b
 
-A finished run leaves results.json in its run directory; checkpoint.pt holds the last epoch (or the iteration a
-SIGINT/SIGTERM stopped at).
+The run directory (experiments/rundir.py) holds config.json, log.txt, the TensorBoard events, checkpoint.pt (the
+last epoch, or where a SIGINT/SIGTERM stopped the run) and, once finished, results.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
-import json
+import logging
 import math
+import os
+import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import datasets
 import tune
-from datasets.registry import canonical_name
-from experiments import checkpoint, data
+from experiments import checkpoint, data, optim, options, rundir, signals, textlog
+from experiments.evaluation import evaluate
+from experiments.memory import MIB, peak_memory_mib, reset_peak_memory, step_peak_mib
 from experiments.method import Method
-from experiments.models import BN_MODES, Classifier, apply_bn_mode, build_backbone, parameter_groups
+from experiments.models import apply_bn_mode, build_backbone
+from experiments.textlog import LOG
 from experiments.utils import (
     ExperimentError,
     WindowMeter,
     init_distributed,
     is_distributed,
-    peak_memory_mib,
-    reset_peak_memory,
     rng_state,
     seed_everything,
     set_rng_state,
     synchronize,
 )
 
-RESULTS = "results.json"  # written when a run finishes: the marker sweep scripts skip finished runs by
-# Options that may differ when resuming; any other difference means a different experiment.
-RESUMABLE_CHANGES = {"root", "download", "epochs", "log", "workers", "print_freq", "device", "resume", "phase"}
+STARTING_OPTIONS = ("resume", "phase")  # how a process starts, not what the run is: not part of the config
 
 
 class NonFiniteLossError(ExperimentError):
     """The loss became NaN or infinite; training stops before the bad step is applied."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run after a checkpoint was saved."""
+class Interrupted(ExperimentError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was saved."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
 
 
-def _dataset_name(name: str) -> str:
-    try:
-        return canonical_name(name)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def get_args_parser(method: type[Method]) -> argparse.ArgumentParser:
-    """The shared options (TLlib's names and defaults) plus the method's own."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m experiments.{method.name}",
-        description=method.__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("root", help="root folder of the dataset")
-    parser.add_argument("-d", "--data", type=_dataset_name, required=True, help=f"one of {', '.join(datasets.NAMES)}")
-    parser.add_argument("-s", "--source", help="source domain (domain-adaptation benchmarks)")
-    parser.add_argument("-t", "--target", help="target domain (domain-adaptation benchmarks)")
-    parser.add_argument("--download", action="store_true", help="download the dataset if it is missing")
-    parser.add_argument("--resize-size", type=int, default=256, help="images are resized to this square first")
-    parser.add_argument("--crop-size", type=int, default=224, help="crop size for training and evaluation")
-    parser.add_argument("--no-train-resize", action="store_true",
-                        help="random-crop the original image (TLlib's fine-tuning recipe), not the resized square")
-    parser.add_argument("--center-crop", action="store_true", help="center crop for training too (VisDA-2017)")
-    parser.add_argument("--scale", type=float, nargs=2, default=[0.08, 1.0], metavar=("LOW", "HIGH"),
-                        help="area range of RandomResizedCrop")
-    parser.add_argument("--per-class-eval", action="store_true",
-                        help="also log mean per-class accuracy (always on for visda2017)")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("-a", "--arch", default="resnet50", help="torchvision model name, or timm:NAME")
-    weights = model.add_mutually_exclusive_group()
-    weights.add_argument("--pretrained", metavar="PATH", help="backbone weights from a local checkpoint")
-    weights.add_argument("--scratch", action="store_true", help="random backbone weights (backbone lr 1x)")
-    model.add_argument("--bn-mode", choices=BN_MODES, default="train",
-                       help="BN of the pretrained backbone: train (batch stats), eval (running stats), tune (eval "
-                            "computed as folded convs: less memory), deploy (folded for good: unstable)")
-    model.add_argument("--bottleneck-dim", type=int, default=256, help="bottleneck size (adversarial methods)")
-    model.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
-
-    training = parser.add_argument_group("training")
-    training.add_argument("-b", "--batch-size", type=int, default=32,
-                          help="batch per process and domain; under torchrun the global batch is N x this")
-    training.add_argument("--lr", type=float, default=0.01, help="base learning rate (backbone: 0.1x)")
-    training.add_argument("--lr-gamma", type=float, default=0.001,
-                          help="lr x (1 + gamma i)^-decay per iteration i; with --lr-decay-epochs: the step factor")
-    training.add_argument("--lr-decay", type=float, default=0.75, help="exponent of the per-iteration schedule")
-    training.add_argument("--lr-decay-epochs", type=int, nargs="+", metavar="EPOCH",
-                          help="step schedule instead: multiply the lr by --lr-gamma at these epochs")
-    training.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
-    training.add_argument("--wd", "--weight-decay", type=float, default=1e-3, dest="wd", help="weight decay")
-    training.add_argument("--epochs", type=int, default=20)
-    training.add_argument("-i", "--iters-per-epoch", type=int, default=1000)
-    training.add_argument("--seed", type=int, default=0)
-    training.add_argument("-j", "--workers", type=int, default=2, help="data-loading worker processes")
-    training.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--log", "--log-dir", type=Path,
-                     help="run directory (default logs/<dataset>/<task>/<method>/<bn-mode>/seed<seed>); under "
-                          "torchrun write --log-dir, since torchrun's own options make --log ambiguous")
-    run.add_argument("--print-freq", type=int, default=100, help="iterations per logging window")
-    run.add_argument("--resume", type=Path, metavar="PATH",
-                     help="checkpoint file or run directory to continue from (or to test with --phase test)")
-    run.add_argument("--phase", choices=("train", "test"), default="train",
-                     help="test: only evaluate the --resume checkpoint (default: the run directory's)")
-    method.add_arguments(parser)
-    return parser
-
-
-def parse_args(method: type[Method], argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse and check the command line; fill in the default run directory."""
-    parser = get_args_parser(method)
-    args = parser.parse_args(argv)
-    domains = datasets.domains(args.data)
-    if domains:
-        if not (args.source and args.target):
-            parser.error(f"{args.data} is a domain-adaptation benchmark: pass -s and -t (domains: {domains})")
-    elif method.adapts:
-        parser.error(f"{method.name} adapts between domains, but {args.data} has none: use finetune")
-    elif args.source or args.target:
-        parser.error(f"{args.data} is a fine-tuning dataset without domains: drop -s/-t")
-    if args.log is None:
-        task = f"{args.source}2{args.target}" if domains else args.data
-        args.log = Path("logs", args.data, task, method.name, args.bn_mode, f"seed{args.seed}")
-    return args
-
-
 def main(method: type[Method], argv: list[str] | None = None) -> int:
-    """Command-line entry point of every method: returns the exit status; user errors print without traceback."""
-    args = parse_args(method, argv)
-    try:
-        return run(method, args)
-    except Interrupted as stop:
-        print(stop, file=sys.stderr)
-        return 128 + stop.signum
-    except (ExperimentError, datasets.DatasetNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except torch.OutOfMemoryError:
-        print(f"error: out of GPU memory with -b {args.batch_size} and --bn-mode {args.bn_mode}: try "
-              f"--bn-mode tune (it keeps less for backward) or a smaller -b", file=sys.stderr)
-        return 1
-    finally:
-        if is_distributed():
-            dist.destroy_process_group()
+    """Command-line entry point of every method: returns the exit status; a user error prints one line."""
+    quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun, only rank 0 reports progress
+    with textlog.to_console(logging.WARNING if quiet else logging.INFO), signals.stop_at_once():
+        try:
+            args = options.parse_args(method, argv)
+            command = [sys.executable, "-m", f"experiments.{method.name}", *(sys.argv[1:] if argv is None else argv)]
+            return run(method, args, shlex.join(command))
+        except Interrupted as stop:
+            LOG.error(str(stop))
+            return 128 + stop.signum
+        except KeyboardInterrupt as stop:
+            LOG.error(str(stop) or "SIGINT: stopped; nothing to save")
+            return 128 + getattr(stop, "signum", signal.SIGINT)
+        except ExperimentError as error:
+            LOG.error(f"error: {error}")
+            return 1
+        except datasets.ImageReadError as error:  # every image of a dataset unreadable, from a loader worker
+            LOG.error(f"error: {str(error).strip().splitlines()[-1].removeprefix('datasets.errors.ImageReadError: ')}")
+            return 1
+        except torch.OutOfMemoryError:
+            LOG.error(f"error: out of GPU memory with -b {args.batch_size} and --bn-mode {args.bn_mode}: try "
+                      f"--bn-mode tune (it keeps less for backward) or a smaller -b")
+            return 1
+        finally:
+            if is_distributed():
+                dist.destroy_process_group()
 
 
-def lr_lambda(args: argparse.Namespace) -> Callable[[int], float]:
-    """lr factor at iteration i: TLlib's inverse decay, or steps of --lr-gamma at --lr-decay-epochs."""
-    if args.lr_decay_epochs:
-        milestones = sorted(epoch * args.iters_per_epoch for epoch in args.lr_decay_epochs)
-        return lambda i: args.lr_gamma ** bisect.bisect_right(milestones, i)
-    return lambda i: (1 + args.lr_gamma * i) ** -args.lr_decay
+def run_config(method: type[Method], args: argparse.Namespace, world_size: int, device: torch.device) -> dict:
+    """The run's one configuration: every option as a plain value, and what they imply."""
+    plain = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
+             if key not in STARTING_OPTIONS}
+    return {"method": method.name, "task": options.task_name(args), **plain, "world_size": world_size,
+            "device": str(device), "torch": str(torch.__version__)}
 
 
-class GracefulStop:
-    """While active, SIGINT/SIGTERM ask the training loop to stop after the current iteration and save.
+def run(method: type[Method], args: argparse.Namespace, command: str = "") -> int:
+    """Train (or with --phase test only evaluate) as `args` (parsed from `command`) say; returns the exit status.
 
-    A second Ctrl-C raises KeyboardInterrupt at once (nothing saved).
+    Rank 0 owns the run directory from the start, so an unusable one fails before data and model are built.
     """
-
-    def __init__(self) -> None:
-        self.signum = 0
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        self.signum = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(f"\n{signal.Signals(signum).name}: stopping after this iteration to save a checkpoint "
-              f"(Ctrl-C again aborts without saving)", file=sys.stderr)
-
-    def __enter__(self) -> GracefulStop:
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def build_model(method_cls: type[Method], args: argparse.Namespace, num_classes: int, verbose: bool) -> Method:
-    """Backbone in --bn-mode (tune's report printed when `verbose`), classifier and method around it."""
-    backbone, backbone_dim = build_backbone(args.arch, args.pretrained, args.scratch)
-    report = apply_bn_mode(backbone, args.bn_mode)
-    if report is not None and verbose:
-        print(report)
-    bottleneck_dim = args.bottleneck_dim if method_cls.bottleneck else 0
-    return method_cls(Classifier(backbone, backbone_dim, num_classes, bottleneck_dim), args)
-
-
-def run(method_cls: type[Method], args: argparse.Namespace) -> int:
-    """Build everything from `args`, restore --resume, then train (or only test); returns the exit status."""
     rank, world_size, device = init_distributed(args.device)
-    seed_everything(args.seed)
-    state = _load_state(method_cls, args, world_size)
-    step = state["step"] if state and args.phase == "train" else 0
-    task = data.build(args, method_cls.adapts, step, rank, world_size)
-    model = build_model(method_cls, args, task.num_classes, verbose=rank == 0).to(device)
-    if state is not None:
-        model.load_state_dict(state["model"])
+    config = run_config(method, args, world_size, device)
     if args.phase == "test":
-        accuracy, mean_class = evaluate(model.classifier, task.test, task.num_classes, device, rank == 0)
+        return test(method, config, checkpoint.resolve(args.resume or args.log), device, rank, world_size)
+    with contextlib.ExitStack() as stack:
         if rank == 0:
-            print(f"{task.task}: target accuracy {accuracy:.2f}%"
-                  + (f", mean per-class {mean_class:.2f}%" if task.per_class else ""))
-        return 0
-    Trainer(model, task, args, device, rank, world_size, state).fit()
+            stack.enter_context(rundir.owned(args.log))
+            stack.enter_context(textlog.to_file(args.log))
+        LOG.debug(f"command: {command}")
+        state = rundir.starting_state(args.log, args.resume, config)
+        if state is not None and rundir.finished(args.log, state, args.epochs, owner=rank == 0):
+            return 0
+        writer = rundir.prepare(args.log, config, state) if rank == 0 else None
+        seed_everything(args.seed)
+        task = data.build(config, method.adapts, state["step"] if state else 0, rank, world_size)
+        model = build_model(method, config, task.num_classes, verbose=rank == 0).to(device)
+        Trainer(model, task, config, device, rank, world_size, state, writer).fit()
     return 0
 
 
-def _load_state(method_cls: type[Method], args: argparse.Namespace, world_size: int) -> dict | None:
-    """The checkpoint to continue from (--resume; for --phase test the run directory's by default), checked to
-    belong to this experiment; None for a fresh run, which must not overwrite another run's directory."""
-    if args.phase == "test":
-        return checkpoint.load(checkpoint.resolve(args.resume or args.log))
-    if args.resume is None:
-        if any((args.log / name).exists() for name in (checkpoint.FILENAME, RESULTS)):
-            raise ExperimentError(f"{args.log} already holds a run: continue it with --resume {args.log}, or "
-                                  f"pick another --log")
-        return None
-    state = checkpoint.load(checkpoint.resolve(args.resume))
-    saved = dict(state["args"], method=state["config"]["method"], world_size=state["config"]["world_size"])
-    now = dict(_plain(args), method=method_cls.name, world_size=world_size)
-    differences = [f"{key}: {saved.get(key)!r} -> {now.get(key)!r}" for key in sorted(saved.keys() | now.keys())
-                   if key not in RESUMABLE_CHANGES and saved.get(key) != now.get(key)]
-    if differences:
-        raise checkpoint.CheckpointError(f"{args.resume} is from a different experiment: " + "; ".join(differences))
-    return state
+def build_model(method: type[Method], config: dict, num_classes: int, verbose: bool) -> Method:
+    """Backbone in --bn-mode (tune's report shown when `verbose`), and the method built from its own options."""
+    backbone, backbone_dim = build_backbone(config["arch"], config["pretrained"], config["scratch"])
+    report = apply_bn_mode(backbone, config["bn_mode"])
+    if report is not None and verbose:
+        LOG.info(str(report))
+    own = {name: config[name] for name in options.method_options(method)}
+    return method.build(backbone, backbone_dim, num_classes, **own)
+
+
+def test(method: type[Method], config: dict, source: Path, device: torch.device, rank: int, world_size: int) -> int:
+    """Only evaluate the checkpoint `source` on the target (test split) and print the accuracy."""
+    state = checkpoint.load(source)
+    task = data.build(config, method.adapts, 0, rank, world_size)
+    model = build_model(method, config, task.num_classes, verbose=rank == 0).to(device)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise checkpoint.CheckpointError(f"{source} does not fit this model ({error})") from error
+    unreadable = data.UnreadableImages(task.images, config["bad_image_limit"])
+    accuracy, mean_class = evaluate(model.classifier, task.test, task.num_classes, device, rank == 0, unreadable)
+    LOG.info(f"{config['task']}: target accuracy {accuracy:.2f}%"
+             + (f", mean per-class {mean_class:.2f}%" if task.per_class else ""))
+    return 0
 
 
 class Trainer:
-    """One run's training state (model, optimizer, schedule, data streams, global step, scores) and its loop.
+    """One run's training state (model, optimizer, schedule, data streams, step, scores, window) and its loop.
 
-    Only rank 0 writes TensorBoard events, checkpoints and the console. `step` counts finished iterations.
+    Only rank 0 writes TensorBoard events, checkpoints and the console. `step` counts finished iterations,
+    `evaluated_epochs` finished evaluations; a stop is agreed by all ranks (a signal, or too many bad images).
     """
 
-    def __init__(self, model: Method, task: data.TaskData, args: argparse.Namespace, device: torch.device,
-                 rank: int, world_size: int, state: dict | None) -> None:
-        self.model, self.task, self.args, self.device = model, task, args, device
-        self.world_size, self.main = world_size, rank == 0
-        backbone = model.classifier.backbone
-        self.optimizer = torch.optim.SGD(
-            parameter_groups(model, backbone, args.lr, 1.0 if args.scratch else 0.1),
-            lr=args.lr, momentum=args.momentum, weight_decay=args.wd, nesterov=True,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(args))
-        self.step, self.saved_step = 0, None
+    def __init__(self, model: Method, task: data.TaskData, config: dict, device: torch.device, rank: int,
+                 world_size: int, state: dict | None, writer: SummaryWriter | None) -> None:
+        self.model, self.task, self.config, self.device = model, task, config, device
+        self.world_size, self.main, self.writer = world_size, rank == 0, writer
+        self.run_dir, self.iters_per_epoch = Path(config["log"]), config["iters_per_epoch"]
+        self.optimizer, self.scheduler = optim.build(model, config)
+        self.step, self.evaluated_epochs, self.saved_step = 0, 0, None
         self.scores = {"target_acc": 0.0, "best_target_acc": 0.0, "best_target_mean_class_acc": 0.0}
+        self.meter, self.stop, self.stopping = WindowMeter(), signals.GracefulStop(), False
+        self.unreadable = data.UnreadableImages(task.images, config["bad_image_limit"],
+                                                state["unreadable"] if state else None)
         if state is not None:
+            model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            self.meter.load_state_dict(state["meter"])
             self.step = self.saved_step = state["step"]
-            self.scores = state["scores"]
+            self.evaluated_epochs, self.scores = state["evaluated_epochs"], state["scores"]
+        LOG.info(f"{model.name} {config['task']} --bn-mode {config['bn_mode']}: logging to {self.run_dir}"
+                 + (f", resuming at iteration {self.step}" if state else ""))
         self.trained = model
         if world_size > 1:
             self.trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        self.config = {
-            "method": model.name, "dataset": args.data, "task": task.task, "arch": args.arch,
-            "bn_mode": args.bn_mode, "batch_size": args.batch_size, "world_size": world_size, "seed": args.seed,
-            "epochs": args.epochs, "iters_per_epoch": args.iters_per_epoch, "lr": args.lr, "device": str(device),
-            "torch": str(torch.__version__), "crop_size": args.crop_size,
-            "weights": "scratch" if args.scratch else args.pretrained or "imagenet",
-        }
-        self.writer = None
-        if self.main:
-            args.log.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(str(args.log), purge_step=self.step if state else None)
-            if state is None:
-                self.writer.add_text("config", json.dumps(self.config))
-            print(f"{model.name} {task.task} --bn-mode {args.bn_mode}: logging to {args.log}"
-                  + (f", resuming at iteration {self.step}" if state else ""))
         self.source = iter(task.source)
         self.target = iter(task.target) if task.target is not None else None
-        self.meter = WindowMeter()
         if state is not None:  # last, so that nothing above draws from the restored generators
             set_rng_state(state["rng"])
 
     def fit(self) -> None:
-        """Train the remaining epochs, evaluating and checkpointing after each, then write the final results."""
-        args = self.args
+        """Train the remaining epochs, evaluating and checkpointing after each, then write the final results.
+
+        A stop (signal, too many unreadable images) saves a checkpoint where the loop is and raises.
+        """
         try:
-            with GracefulStop() as stop:
-                for epoch in range(self.step // args.iters_per_epoch, args.epochs):
-                    self.train_one_epoch(epoch, stop)
-                    if self.step < (epoch + 1) * args.iters_per_epoch:  # a signal stopped it mid-epoch
-                        self.save()
-                        raise self._interrupted(stop.signum)
-                    self.evaluate_epoch(epoch)
+            with self.stop:
+                for epoch in range(self.evaluated_epochs, self.config["epochs"]):
+                    self.train_one_epoch(epoch)
+                    if not self.stopping:
+                        self.evaluate_epoch(epoch)
                     self.save()
-                    if stop.signum and epoch + 1 < args.epochs:
-                        raise self._interrupted(stop.signum)
+                    if self._agree_to_stop():
+                        raise self._stop_error()
             if self.main:
                 self._write_results()
         finally:
+            self.source = self.target = None  # shuts the stream workers down
             if self.writer is not None:
                 self.writer.close()
 
+    def train_one_epoch(self, epoch: int) -> None:
+        """Train from the current step to the end of `epoch`, or until all ranks agree to stop; log the window's
+        means every --print-freq iterations. The very first step is also measured (probe_step)."""
+        self.model.train()
+        progress = tqdm(total=self.iters_per_epoch, initial=self.step % self.iters_per_epoch, desc=f"epoch {epoch}",
+                        leave=False, disable=None if self.main else True)  # None: shown on a terminal only
+        synchronize(self.device)
+        end = time.perf_counter()
+        while self.step < (epoch + 1) * self.iters_per_epoch and not self.stopping:
+            x_s, y_s, x_t = self.next_batch()
+            data_time = time.perf_counter() - end
+            figures = self.probe_step(x_s, y_s, x_t) if self.step == 0 else self.train_step(x_s, y_s, x_t)
+            window_ends = (self.step + 1) % self.config["print_freq"] == 0
+            if window_ends:
+                synchronize(self.device)
+            now = time.perf_counter()
+            self.meter.update({**figures, "iter_s": now - end, "data_s": data_time})
+            end = now
+            if window_ends:
+                self.log_window(epoch)
+            self.step += 1
+            progress.update()
+        progress.close()
+
+    def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The next source batch (images, labels) and target images, on the device; skipped images are noted."""
+        x_s, y_s, skipped = next(self.source)
+        self.unreadable.add(skipped)
+        x_t = None
+        if self.target is not None:
+            x_t, _, skipped = next(self.target)
+            self.unreadable.add(skipped)
+            x_t = x_t.to(self.device, non_blocking=True)
+        return x_s.to(self.device, non_blocking=True), y_s.to(self.device, non_blocking=True), x_t
+
+    def train_step(self, x_s: Tensor, y_s: Tensor, x_t: Tensor | None,
+                   forward_context: contextlib.AbstractContextManager | None = None) -> dict[str, float]:
+        """One optimizer step: the method's loss and figures (means over ranks) and the lr it used. Their one
+        all-reduce also carries each rank's wish to stop, so that all ranks stop after the same step."""
+        with forward_context or contextlib.nullcontext():
+            loss, figures = self.trained(x_s, y_s, x_t)
+        values = torch.stack([loss.detach(), *(v.detach().float() for v in figures.values()), self._stop_flag()])
+        if self.world_size > 1:
+            dist.all_reduce(values)
+            values /= self.world_size
+        loss_value, *numbers, stop = values.tolist()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at iteration {self.step}: stopped before applying it. Last good checkpoint: "
+                + (f"{self.run_dir / checkpoint.FILENAME} (iteration {self.saved_step}), kept as it was"
+                   if self.saved_step is not None else "none yet")
+                + ". Try a lower --lr."
+            )
+        self.stopping = stop > 0
+        lr = self.optimizer.param_groups[-1]["lr"]  # the head's (1x) group, as used in this step
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss_value, **dict(zip(figures, numbers, strict=True)), "lr": lr}
+
+    def probe_step(self, x_s: Tensor, y_s: Tensor, x_t: Tensor | None) -> dict[str, float]:
+        """The first step, measured: what autograd keeps for backward, and the step's peak tensor memory above
+        what was allocated before it (logged at step 0 as memory/kept_for_backward_mib, memory/step_peak_mib)."""
+        kept = tune.kept_for_backward(exclude=self.model)
+        figures, peak = step_peak_mib(lambda: self.train_step(x_s, y_s, x_t, kept), self.device)
+        if self.main:
+            self.writer.add_scalar("memory/kept_for_backward_mib", kept.nbytes / MIB, 0)
+            self.writer.add_scalar("memory/step_peak_mib", peak, 0)
+        LOG.info(f"autograd keeps {kept.nbytes / MIB:.1f} MiB for backward; the step peaks {peak:.1f} MiB above "
+                 f"what was allocated before it (first step)")
+        return figures
+
+    def log_window(self, epoch: int) -> None:
+        """Write the window's means (train/<figure>, time/*) and peak memory at the current step, and a console
+        line; start a new window."""
+        means = self.meter.means()
+        timing = {name: means.pop(name) for name in ("iter_s", "data_s")}
+        memory = peak_memory_mib(self.device)
+        reset_peak_memory(self.device)
+        self.meter.reset()
+        if self.main:
+            for name, value in means.items():
+                self.writer.add_scalar(f"train/{name}", value, self.step)
+            for name, value in timing.items():
+                self.writer.add_scalar(f"time/{name}", value, self.step)
+            self.writer.add_scalar("memory/peak_mib", memory, self.step)
+            if self.unreadable.images:
+                self.writer.add_scalar("data/unreadable_images", len(self.unreadable.images), self.step)
+        shown = " ".join(f"{name} {value:.3f}" for name, value in means.items() if name != "lr")
+        LOG.info(f"Epoch [{epoch}][{self.step % self.iters_per_epoch + 1}/{self.iters_per_epoch}] {shown} "
+                 f"lr {means['lr']:.2e} time {timing['iter_s']:.3f}s data {timing['data_s']:.3f}s mem {memory:.0f}MiB")
+
+    def evaluate_epoch(self, epoch: int) -> None:
+        """Evaluate on the target (test split), log it at step = epoch and update the best scores. A signal stops
+        it (single process: under DDP ranks may hold different numbers of batches); the resume evaluates again."""
+        result = evaluate(self.model.classifier, self.task.test, self.task.num_classes, self.device, self.main,
+                          self.unreadable, self._agree_to_stop if self.world_size == 1 else None)
+        if result is None:
+            return
+        accuracy, mean_class = result
+        scores = self.scores
+        scores.update(target_acc=accuracy, best_target_acc=max(scores["best_target_acc"], accuracy),
+                      best_target_mean_class_acc=max(scores["best_target_mean_class_acc"], mean_class))
+        self.evaluated_epochs = epoch + 1
+        if self.main:
+            self.writer.add_scalar("eval/target_acc", accuracy, epoch)
+            if self.task.per_class:
+                self.writer.add_scalar("eval/target_mean_class_acc", mean_class, epoch)
+        LOG.info(f"Epoch [{epoch}] target acc {accuracy:.2f}% (best {scores['best_target_acc']:.2f}%)"
+                 + (f", mean per-class {mean_class:.2f}%" if self.task.per_class else ""))
+
+    def save(self) -> None:
+        """Checkpoint everything resuming needs (rank 0), after flushing the events it covers."""
+        if self.main:
+            self.writer.flush()
+            checkpoint.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                             "scheduler": self.scheduler.state_dict(), "step": self.step,
+                             "evaluated_epochs": self.evaluated_epochs, "scores": self.scores, "rng": rng_state(),
+                             "meter": self.meter.state_dict(), "unreadable": self.unreadable.images,
+                             "config": self.config}, self.run_dir / checkpoint.FILENAME)
+        self.saved_step = self.step
+
     def _write_results(self) -> None:
         """The best scores as final scalars, and results.json: the marker of a finished run."""
-        last_epoch = self.args.epochs - 1
+        last_epoch = self.config["epochs"] - 1
         self.writer.add_scalar("eval/best_target_acc", self.scores["best_target_acc"], last_epoch)
         if self.task.per_class:
             self.writer.add_scalar("eval/best_target_mean_class_acc", self.scores["best_target_mean_class_acc"],
                                    last_epoch)
         self.writer.flush()
-        results = {"config": self.config, "iterations": self.step, **self.scores}
-        _write_atomically(self.args.log / RESULTS, json.dumps(results, indent=2))
-        print(f"done: best target accuracy {self.scores['best_target_acc']:.2f}% ({self.args.log / RESULTS})")
+        path = rundir.write_results(self.run_dir, {"config": self.config, "iterations": self.step, **self.scores,
+                                                   "unreadable_images": sorted(self.unreadable.images.values())})
+        LOG.info(f"done: best target accuracy {self.scores['best_target_acc']:.2f}% ({path})")
 
-    def train_one_epoch(self, epoch: int, stop: GracefulStop) -> None:
-        """Train from the current step to the end of `epoch`, or until a signal asks to stop.
+    def _stop_flag(self) -> Tensor:
+        return torch.tensor(float(bool(self.stop.signum) or self.unreadable.exceeded), device=self.device)
 
-        Every --print-freq iterations the window's means go to TensorBoard (step = global iteration) and the
-        console. The very first iteration also measures what autograd keeps for backward.
-        """
-        args, device = self.args, self.device
-        self.model.train()
-        end_of_epoch = (epoch + 1) * args.iters_per_epoch
-        progress = tqdm(total=args.iters_per_epoch, initial=self.step % args.iters_per_epoch, desc=f"epoch {epoch}",
-                        leave=False, disable=None if self.main else True)  # None: shown on a terminal only
-        synchronize(device)
-        end = time.perf_counter()
-        while self.step < end_of_epoch:
-            x_s, y_s = (t.to(device, non_blocking=True) for t in next(self.source))
-            x_t = next(self.target)[0].to(device, non_blocking=True) if self.target is not None else None
-            data_time = time.perf_counter() - end
-            probe = tune.kept_for_backward(exclude=self.model) if self.step == 0 else contextlib.nullcontext()
-            with probe:
-                loss, figures = self.trained(x_s, y_s, x_t)
-            values = torch.stack([loss.detach(), *(v.detach().float() for v in figures.values()),
-                                  torch.tensor(float(stop.signum), device=device)])
-            if self.world_size > 1:  # one collective: global means to log, and all ranks stop at the same step
-                dist.all_reduce(values)
-                values /= self.world_size
-            loss_value, *numbers, stop_requested = values.tolist()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"loss is {loss_value} at iteration {self.step} (epoch {epoch}): stopped before applying it. "
-                    f"Last good checkpoint: "
-                    + (f"{args.log / checkpoint.FILENAME} (iteration {self.saved_step}), kept as it was"
-                       if self.saved_step is not None else "none yet")
-                    + ". Try a lower --lr."
-                )
-            lr = self.optimizer.param_groups[-1]["lr"]  # the head's (1x) group, as used in this step
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            if self.step == 0 and self.main:
-                self.writer.add_scalar("memory/kept_for_backward_mib", probe.nbytes / 2**20, 0)
-                tqdm.write(f"autograd keeps {probe.nbytes / 2**20:.1f} MiB for backward (first step)")
-            window_ends = (self.step + 1) % args.print_freq == 0
-            if window_ends:
-                synchronize(device)
-            now = time.perf_counter()
-            self.meter.update({"loss": loss_value, **dict(zip(figures, numbers, strict=True)), "lr": lr,
-                               "iter_s": now - end, "data_s": data_time})
-            end = now
-            if window_ends:
-                self._log_window(epoch)
-            self.step += 1
-            progress.update()
-            if stop_requested:
-                break
-        progress.close()
+    def _agree_to_stop(self) -> bool:
+        """Whether any rank wants to stop (a collective under DDP: every rank must call it alike)."""
+        flag = self._stop_flag()
+        if self.world_size > 1:
+            dist.all_reduce(flag)
+        self.stopping = flag.item() > 0
+        return self.stopping
 
-    def _log_window(self, epoch: int) -> None:
-        """Write the window's means at the current step and a console line; start a new window."""
-        means = self.meter.means()
-        memory = peak_memory_mib(self.device)
-        reset_peak_memory(self.device)
-        self.meter.reset()
-        if not self.main:
-            return
-        for name in ("loss", "cls_loss", "transfer_loss", "source_acc", "domain_acc", "lr"):
-            if name in means:
-                self.writer.add_scalar(f"train/{name}", means[name], self.step)
-        self.writer.add_scalar("time/iter_s", means["iter_s"], self.step)
-        self.writer.add_scalar("time/data_s", means["data_s"], self.step)
-        self.writer.add_scalar("memory/peak_mib", memory, self.step)
-        shown = " ".join(f"{name} {means[name]:.3f}" for name in ("loss", "cls_loss", "transfer_loss",
-                                                                 "source_acc", "domain_acc") if name in means)
-        tqdm.write(f"Epoch [{epoch}][{self.step % self.args.iters_per_epoch + 1}/{self.args.iters_per_epoch}] "
-                   f"{shown} lr {means['lr']:.2e} time {means['iter_s']:.3f}s data {means['data_s']:.3f}s "
-                   f"mem {memory:.0f}MiB")
-
-    def evaluate_epoch(self, epoch: int) -> None:
-        """Evaluate on the target (test split), log it at step = epoch and update the best scores."""
-        accuracy, mean_class = evaluate(self.model.classifier, self.task.test, self.task.num_classes, self.device,
-                                        self.main)
-        scores = self.scores
-        scores.update(target_acc=accuracy, best_target_acc=max(scores["best_target_acc"], accuracy),
-                      best_target_mean_class_acc=max(scores["best_target_mean_class_acc"], mean_class))
-        if self.main:
-            self.writer.add_scalar("eval/target_acc", accuracy, epoch)
-            if self.task.per_class:
-                self.writer.add_scalar("eval/target_mean_class_acc", mean_class, epoch)
-            self.writer.flush()
-            tqdm.write(f"Epoch [{epoch}] target acc {accuracy:.2f}% (best {scores['best_target_acc']:.2f}%)"
-                       + (f", mean per-class {mean_class:.2f}%" if self.task.per_class else ""))
-
-    def save(self) -> None:
-        """Checkpoint everything resuming needs (rank 0; atomic, so the previous one survives a crash)."""
-        if self.main:
-            checkpoint.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                             "scheduler": self.scheduler.state_dict(), "step": self.step, "scores": self.scores,
-                             "rng": rng_state(), "config": self.config, "args": _plain(self.args)},
-                            self.args.log / checkpoint.FILENAME)
-        self.saved_step = self.step
-
-    def _interrupted(self, signum: int) -> Interrupted:
+    def _stop_error(self) -> ExperimentError:
+        if self.unreadable.exceeded:
+            return self.unreadable.error()
+        signum = self.stop.signum or signal.SIGTERM  # the signal came to another rank
         return Interrupted(f"{signal.Signals(signum).name}: stopped at iteration {self.step}; checkpoint saved in "
-                           f"{self.args.log}. Continue with the same command plus --resume {self.args.log}", signum)
-
-
-@torch.no_grad()
-def evaluate(classifier: Classifier, loader: DataLoader, num_classes: int, device: torch.device,
-             show_progress: bool) -> tuple[float, float]:
-    """Top-1 accuracy and mean per-class accuracy (percent) over the loader (its shards summed across ranks)."""
-    classifier.eval()
-    correct = torch.zeros(num_classes, device=device)
-    total = torch.zeros(num_classes, device=device)
-    for images, labels in tqdm(loader, desc="eval", leave=False, disable=None if show_progress else True):
-        labels = labels.to(device)
-        hits = classifier(images.to(device))[0].argmax(1) == labels
-        total += torch.bincount(labels, minlength=num_classes)
-        correct += torch.bincount(labels[hits], minlength=num_classes)
-    if is_distributed():
-        dist.all_reduce(correct)
-        dist.all_reduce(total)
-    seen = total > 0
-    accuracy = (correct.sum() / total.sum().clamp_min(1)).item() * 100
-    mean_class = (correct[seen] / total[seen]).mean().item() * 100 if seen.any() else 0.0
-    return accuracy, mean_class
-
-
-def _plain(args: argparse.Namespace) -> dict:
-    """The options as plain values (paths as text), as checkpoints store and compare them."""
-    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+                           f"{self.run_dir}. Continue with the same command plus --resume {self.run_dir}", signum)

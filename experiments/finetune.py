@@ -6,7 +6,6 @@ the target domain) and plain fine-tuning on CUB-200, FGVC-Aircraft and Stanford 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch.nn.functional as F
@@ -21,11 +20,7 @@ class FineTune(Method):
     cross-entropy on the labeled (source) batch only."""
 
     name = "finetune"
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        # TLlib's source-only recipe; the fine-tuning scripts override these.
-        parser.set_defaults(lr=0.001, lr_gamma=0.0003, wd=5e-4)
+    defaults = {"lr": 0.001, "lr_gamma": 0.0003, "wd": 5e-4}  # TLlib's source-only recipe; finetune.sh overrides
 
     def forward(self, x_s: Tensor, y_s: Tensor, x_t: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         logits, _ = self.classifier(x_s)

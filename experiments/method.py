@@ -1,14 +1,23 @@
-"""What a training method is to the engine: a module around the classifier that returns one step's loss."""
+"""What a training method is to the engine: a module around the classifier that returns one step's loss and the
+figures to log, with its own command-line options, built from explicit keyword arguments."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from experiments.models import Classifier
+from experiments.options import positive_int
+
+
+class Options(Protocol):
+    """Where a method adds its options: an argparse parser or argument group."""
+
+    def add_argument(self, *names: str, **settings: Any) -> argparse.Action: ...
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -17,23 +26,30 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class Method(nn.Module):
-    """A training objective. `forward(x_s, y_s, x_t)` returns the loss to minimise and named figures to log.
+    """A training objective. `forward(x_s, y_s, x_t)` returns the loss to minimise and named figures, each logged
+    as train/<name>.
 
-    Subclasses set `name`, `adapts` (trains on unlabeled target batches too, which the engine then passes as x_t)
-    and `bottleneck` (the classifier gets the protocol's 256-d bottleneck), and may add command-line options.
+    Subclasses set `name` and `adapts` (trains on unlabeled target batches too, which the engine then passes as
+    x_t); they may add options (`add_arguments`; each option's value reaches `build` as a keyword argument of the
+    same name) and change the defaults of shared ones (`defaults`, e.g. their learning rate).
     """
 
-    name: str
-    adapts = False
-    bottleneck = False
+    name: ClassVar[str]
+    adapts: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, classifier: Classifier, args: argparse.Namespace) -> None:
+    def __init__(self, classifier: Classifier) -> None:
         super().__init__()
         self.classifier = classifier
 
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """Options (or defaults) of this method only; the engine's parser has the shared ones."""
+    @classmethod
+    def add_arguments(cls, parser: Options) -> None:
+        """Options of this method only; the engine's parser has the shared ones."""
+
+    @classmethod
+    def build(cls, backbone: nn.Module, backbone_dim: int, num_classes: int, **options: Any) -> Method:
+        """The method with its classifier (head straight on the backbone's features) and its options."""
+        return cls(Classifier(backbone, backbone_dim, num_classes), **options)
 
     def forward(self, x_s: Tensor, y_s: Tensor, x_t: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
@@ -41,14 +57,25 @@ class Method(nn.Module):
 
 class AdversarialMethod(Method):
     """The step DANN and CDAN share: one forward of source and target together, source cross-entropy plus
-    trade_off x the transfer loss of the subclass, which sees the features and logits of both halves."""
+    trade_off x the transfer loss of the subclass, which sees the features and logits of both halves. The
+    classifier has the protocol's bottleneck (Linear-BN-ReLU) before the head."""
 
     adapts = True
-    bottleneck = True
 
-    def __init__(self, classifier: Classifier, args: argparse.Namespace) -> None:
-        super().__init__(classifier, args)
-        self.trade_off = args.trade_off
+    def __init__(self, classifier: Classifier, trade_off: float = 1.0) -> None:
+        super().__init__(classifier)
+        self.trade_off = trade_off
+
+    @classmethod
+    def add_arguments(cls, parser: Options) -> None:
+        parser.add_argument("--bottleneck-dim", type=positive_int, default=256,
+                            help="size of the bottleneck features the adversary aligns")
+        parser.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
+
+    @classmethod
+    def build(cls, backbone: nn.Module, backbone_dim: int, num_classes: int, bottleneck_dim: int = 256,
+              **options: Any) -> AdversarialMethod:
+        return cls(Classifier(backbone, backbone_dim, num_classes, bottleneck_dim), **options)
 
     def transfer_loss(self, features: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
         """The adversarial loss and the domain discriminator's accuracy (percent)."""

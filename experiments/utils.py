@@ -1,10 +1,9 @@
-"""Small helpers of the engine: user-facing errors, distributed set-up, random state, timing and memory."""
+"""Small helpers of the engine: user-facing errors, distributed set-up, random state, timing, window means."""
 
 from __future__ import annotations
 
 import os
 import random
-import resource
 from collections import defaultdict
 
 import numpy as np
@@ -68,20 +67,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_memory_mib(device: torch.device) -> float:
-    """GPU: peak allocated since the last reset_peak_memory. CPU: peak resident set size of the process."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 class WindowMeter:
-    """Running means of named values since the last reset: what one logging window reports."""
+    """Running means of named values since the last reset: what one logging window reports.
+
+    Its sums go into checkpoints, so a window that straddles an interruption reports what it would have without.
+    """
 
     def __init__(self) -> None:
         self.reset()
@@ -97,3 +87,11 @@ class WindowMeter:
 
     def means(self) -> dict[str, float]:
         return {name: total / max(self.count, 1) for name, total in self.sums.items()}
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reset()
+        self.sums.update(state["sums"])
+        self.count = state["count"]

@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 ROOT="${ROOT:-data/synthetic}"
 LOG="${LOG:-logs/demo}"
-TINY=(-d synthetic -s A -t W -a resnet18 --resize-size 72 --crop-size 64 -j 0 --print-freq 5)
+TINY=(-d synthetic -s A -t W -a resnet18 --resize-size 64 -j 0 --print-freq 5)
 run_experiment finetune "$LOG/pretrain" "$ROOT" "${TINY[@]}" --scratch --bn-mode train -b 32 --lr 0.05 \
   --scale 0.5 1 --epochs 1 -i "${PRETRAIN_ITERS:-100}"
 for method in ${METHODS:-finetune dann cdan}; do

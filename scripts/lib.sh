@@ -1,9 +1,9 @@
 # Sourced by the sweep scripts: the environment (env.sh), the settings every sweep shares, one run (skipped when
-# finished, resumed when interrupted, only printed under DRY_RUN=1) and the closing report.
+# finished, resumed when interrupted, stopped with the script, only printed under DRY_RUN=1) and the closing report.
 #
 # Environment: ROOT (data folder), LOG (log folder), GPU (sets CUDA_VISIBLE_DEVICES), DEVICE (cuda, cpu, ...),
 # EPOCHS and ITERS (override the protocol's schedule), METHODS, MODES, SEEDS (space-separated lists), ARGS (extra
-# options for every run, e.g. "--crop-size 64 -j 0"), DRY_RUN=1 (print the commands, run nothing).
+# options for every run, e.g. "--resize-size 64 -j 0"), DRY_RUN=1 (print the commands, run nothing).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 if [ -n "${GPU:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPU"; fi
 MODES="${MODES:-train eval tune}"
@@ -24,8 +24,28 @@ run_experiment() {
   if [ "${DRY_RUN:-0}" = 1 ]; then
     echo "${cmd[*]}"
   else
-    "${cmd[@]}"
+    run_forwarding_signals "${cmd[@]}"
   fi
+}
+
+# run_forwarding_signals COMMAND...: run COMMAND and pass INT, TERM and HUP sent to this script on to it, then wait
+# for it: a killed sweep takes its training run with it (which saves a checkpoint) instead of orphaning it, and
+# stops with the run's status. The run gets a process group of its own (job control), so a terminal's Ctrl-C, which
+# signals the script's group, reaches it once, through the script.
+run_forwarding_signals() {
+  local child status=0
+  set -m
+  "$@" &
+  child=$!
+  set +m
+  trap 'kill -INT "$child" 2>/dev/null || true' INT
+  trap 'kill -TERM "$child" 2>/dev/null || true' TERM HUP
+  while true; do
+    wait "$child" && status=0 || status=$?
+    kill -0 "$child" 2>/dev/null || break  # wait was cut short by a forwarded signal: the run is still saving
+  done
+  trap - INT TERM HUP
+  return "$status"
 }
 
 # schedule METHOD DA_EPOCHS: --epochs/-i of the protocol (ERM: 5 x 500; DANN, CDAN: DA_EPOCHS x 1000)

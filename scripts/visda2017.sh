@@ -5,5 +5,5 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT="${ROOT:-data/visda2017}"
 LOG="${LOG:-logs/visda2017}"
-sweep_da visda2017 30 Synthetic:Real -- -a resnet101 --center-crop
+sweep_da visda2017 30 Synthetic:Real -- -a resnet101 --train-resizing cen.crop
 summarise "$LOG"

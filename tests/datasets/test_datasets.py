@@ -104,7 +104,7 @@ def test_synthetic_loads_through_office31_loader(synthetic_root):
         assert via_synthetic.samples == via_office.samples
         assert len(via_synthetic) == 31 * synthetic.PER_CLASS[folder]
         assert via_synthetic.classes == list(OFFICE31_CLASSES) and via_synthetic.num_classes == 31
-    image, label = datasets.get_dataset("synthetic", synthetic_root, "A", transform=dt.test_transform())[-1]
+    image, label = datasets.get_dataset("synthetic", synthetic_root, "A", transform=dt.val_transform())[-1]
     assert image.shape == (3, 224, 224) and label == 30
 
 
@@ -263,7 +263,7 @@ def test_aircraft_original_layout(tmp_path):
 @pytest.mark.parametrize("name", ["cub200", "aircraft", "cars"])
 def test_finegrained_tllib_layout(tmp_path, name):
     make_tllib_finegrained(tmp_path, ["1", "2", "3"])
-    train = datasets.get_dataset(name, tmp_path, split="train", transform=dt.test_transform(32, 28))
+    train = datasets.get_dataset(name, tmp_path, split="train", transform=dt.val_transform(resize_size=28))
     test = datasets.get_dataset(name, tmp_path, split="test")
     assert (len(train), len(test)) == (6, 3) and train.classes == test.classes == ["1", "2", "3"]
     image, label = train[5]
@@ -435,11 +435,11 @@ def test_class_lists():
     ("transform", "shape"),
     [
         (dt.train_transform(), (3, 224, 224)),
-        (dt.train_transform(center_crop=True), (3, 224, 224)),
-        (dt.train_transform(resize=None, crop=48, scale=(0.2, 1.0)), (3, 48, 48)),
-        (dt.train_transform(72, 64), (3, 64, 64)),
-        (dt.test_transform(), (3, 224, 224)),
-        (dt.test_transform(72, 64), (3, 64, 64)),
+        (dt.train_transform("cen.crop"), (3, 224, 224)),
+        (dt.train_transform("inc.crop", 48, scale=(0.2, 1.0)), (3, 48, 48)),
+        (dt.train_transform(resize_size=64), (3, 64, 64)),
+        (dt.val_transform(), (3, 224, 224)),
+        (dt.val_transform(resize_size=64), (3, 64, 64)),
     ],
 )
 def test_transform_shapes(transform, shape):
@@ -448,7 +448,7 @@ def test_transform_shapes(transform, shape):
 
 
 def test_test_transform_normalises_with_imagenet_statistics():
-    out = dt.test_transform(64, 32)(Image.new("RGB", (64, 64), (255, 0, 128)))
+    out = dt.val_transform(resize_size=32)(Image.new("RGB", (64, 64), (255, 0, 128)))
     mean, std = torch.tensor(dt.IMAGENET_MEAN), torch.tensor(dt.IMAGENET_STD)
     expected = (torch.tensor([1.0, 0.0, 128 / 255]) - mean) / std
     assert torch.allclose(out.mean(dim=(1, 2)), expected, atol=1e-5)

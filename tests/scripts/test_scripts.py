@@ -26,7 +26,7 @@ def commands(output: str) -> list[str]:
         ("office31.sh", 6 * 3 * 3, "-d office31 -s A -t W --bn-mode train --seed 0 --epochs 5 -i 500 -a resnet50"),
         ("officehome.sh", 12 * 3 * 3, "-d officehome -s Rw -t Pr --bn-mode tune --seed 0 --epochs 30 -i 1000"),
         ("visda2017.sh", 3 * 3, "-s Synthetic -t Real --bn-mode eval --seed 0 --epochs 30 -i 1000 -a resnet101 "
-                                "--center-crop"),
+                                "--train-resizing cen.crop"),
         ("finetune.sh", 3 * 3, "-d cars --bn-mode tune --seed 0 -a resnet50 -b 48 --lr 0.01 --wd 5e-4 "
                                "--lr-decay-epochs 12 --lr-gamma 0.1 --epochs 20 -i 500 --scale 0.2 1"),
         ("demo.sh", 1 + 3 * 3, "experiments.cdan data/synthetic -d synthetic -s A -t W -a resnet18"),
@@ -65,7 +65,7 @@ def test_sweeps_skip_finished_runs_resume_interrupted_ones_and_take_overrides(tm
 def test_demo_runs_and_reports(tmp_path):
     result = run_script("demo.sh", LOG=str(tmp_path / "logs"), ROOT=str(tmp_path / "data"), METHODS="dann",
                         MODES="eval tune", PRETRAIN_ITERS="2", EPOCHS="1", ITERS="2",
-                        ARGS="-b 4 --resize-size 36 --crop-size 32 --device cpu")
+                        ARGS="-b 4 --resize-size 32 --device cpu")
     assert result.returncode == 0, result.stderr
     table = [line for line in result.stdout.splitlines() if line.startswith("| synthetic | A->W | resnet18 | dann")]
     assert [row.split(" | ")[4] for row in table] == ["eval", "tune"]

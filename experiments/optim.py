@@ -1,0 +1,32 @@
+"""TLlib's optimisation: one SGD optimizer (Nesterov momentum; the pretrained backbone at 0.1x lr) and a learning
+rate that decays every iteration, (1 + gamma i)^-decay, or drops by gamma at given epochs."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+
+import torch
+
+from experiments.method import Method
+from experiments.models import parameter_groups
+
+
+def lr_lambda(iters_per_epoch: int, gamma: float, decay: float,
+              decay_epochs: list[int] | None = None) -> Callable[[int], float]:
+    """lr factor at iteration i: TLlib's inverse decay (1 + gamma i)^-decay, or steps of `gamma` at
+    `decay_epochs`."""
+    if decay_epochs:
+        milestones = sorted(epoch * iters_per_epoch for epoch in decay_epochs)
+        return lambda i: gamma ** bisect.bisect_right(milestones, i)
+    return lambda i: (1 + gamma * i) ** -decay
+
+
+def build(model: Method, config: dict) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer (backbone at 0.1x lr, 1x when trained from scratch) and its per-iteration schedule."""
+    backbone_scale = 1.0 if config["scratch"] else 0.1
+    optimizer = torch.optim.SGD(parameter_groups(model, model.classifier.backbone, config["lr"], backbone_scale),
+                                lr=config["lr"], momentum=config["momentum"], weight_decay=config["wd"],
+                                nesterov=True)
+    schedule = lr_lambda(config["iters_per_epoch"], config["lr_gamma"], config["lr_decay"], config["lr_decay_epochs"])
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
