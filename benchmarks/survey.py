@@ -1,7 +1,7 @@
 """Survey tune on every torchvision classification model and on 150+ timm architectures that use BatchNorm.
 
     nice -n 19 python -m benchmarks.survey [--out results/survey_DATE.json] [--models NAME ...] [--update]
-                                           [--timeout 900] [--memory-gib 12]
+                                           [--timeout 900] [--memory-gib 12] [--jobs 1]
 
 Each model runs in a subprocess of its own, under a time and an address-space limit, and is checked for: no crash;
 float64 equality with Eval mode (output, input gradient and every parameter gradient) and of Deploy's output;
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import io
 import json
 import os
 import resource
@@ -25,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -125,15 +125,15 @@ def _pickles(model: nn.Module, x: Tensor, want: list[Tensor]) -> dict:
     for check in ("save", "deepcopy"):
         try:
             if check == "save":
-                buffer = io.BytesIO()
-                torch.save(model, buffer)
-                buffer.seek(0)
-                clone = torch.load(buffer, weights_only=False)
+                with tempfile.TemporaryDirectory() as folder:  # a file, not memory: large models fit the limit
+                    torch.save(model, Path(folder) / "model.pt")
+                    clone = torch.load(Path(folder) / "model.pt", weights_only=False)
             else:
                 clone = copy.deepcopy(model)
             torch.manual_seed(0)
             with torch.no_grad():
                 error = _worst(_tensors(clone(x)), want)
+            del clone
             checks[check] = None if error <= RTOL else f"output differs by {error:.1e}"
         except Exception as exc:  # noqa: BLE001 - the failure is the finding
             checks[check] = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--update", action="store_true", help="rerun the models into an existing --out JSON")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per model")
     parser.add_argument("--memory-gib", type=float, default=12, help="address-space limit per model")
+    parser.add_argument("--jobs", type=int, default=1, help="models surveyed at the same time")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -371,14 +372,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     meta = {"command": " ".join(["python -m benchmarks.survey", *(argv if argv is not None else sys.argv[1:])]),
             "date": datetime.date.today().isoformat(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "rtol": RTOL, "kept_limit": KEPT_LIMIT}
-    for index, name in enumerate(models, 1):
-        record = run_isolated(name, args.timeout, args.memory_gib)
-        records[name] = record
-        _write(out, list(records.values()), meta)
-        problems = findings(record)
-        print(f"[{index}/{len(models)}] {name}: {record['status']}, {record['seconds']} s"
-              + (f", {record['pairs']} pairs / {record['hook_count']} hook-counted" if "hook_count" in record else "")
-              + "".join(f"\n    {check}: {detail}" for check, detail in problems.items()), flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        running = [pool.submit(run_isolated, name, args.timeout, args.memory_gib) for name in models]
+        for index, done in enumerate(as_completed(running), 1):
+            record = done.result()
+            records[record["model"]] = record
+            _write(out, sorted(records.values(), key=lambda r: r["model"]), meta)
+            problems = findings(record)
+            print(f"[{index}/{len(models)}] {record['model']}: {record['status']}, {record['seconds']} s"
+                  + (f", {record['pairs']} pairs / {record['hook_count']} hook-counted" if "hook_count" in record
+                     else "")
+                  + "".join(f"\n    {check}: {detail}" for check, detail in problems.items()), flush=True)
     print(summary(list(records.values())))
     print(f"wrote {out}")
     return list(records.values())
