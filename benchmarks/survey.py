@@ -38,7 +38,7 @@ from tune.layers import is_bn_like
 RTOL = 1e-9  # float64: Tune and Deploy agree with Eval to rounding
 RTOL_FLOAT32 = 1e-3  # the few models too large for float64 under the memory limit
 KEPT_LIMIT = 1.01  # Tune may keep at most this much more than Deploy for backward
-RESOLUTIONS = (64, 96, 128, 160, 224, 299)
+RESOLUTIONS = (32, 64, 96, 128, 160, 224, 299)
 # Reasons a pair the hook count finds is left alone that tune cannot fix by design (anything else is a finding).
 BY_DESIGN = {
     "is also used by": "the conv's output has another user",
@@ -53,8 +53,11 @@ BY_DESIGN = {
 
 
 def survey_models() -> list[str]:
-    """Every torchvision classification model, then the timm architectures of the survey ('timm:NAME')."""
-    return sorted(torchvision.models.list_models(module=torchvision.models)) + [f"timm:{n}" for n in SURVEY_TIMM]
+    """The timm architectures of the survey ('timm:NAME'), then every torchvision classification model, smallest
+    first (an interrupted survey has the models that use BatchNorm most)."""
+    torchvision_models = sorted(torchvision.models.list_models(module=torchvision.models),
+                                key=lambda n: torchvision.models.get_model_weights(n).DEFAULT.meta["num_params"])
+    return [f"timm:{n}" for n in SURVEY_TIMM] + torchvision_models
 
 
 # ---- One model, in its own process.
