@@ -1,6 +1,6 @@
 """Survey tune on every torchvision classification model and on 150+ timm architectures that use BatchNorm.
 
-    nice -n 19 python -m benchmarks.survey [--out results/survey_DATE.json] [--models NAME ...] [--update]
+    nice -n 19 python -m benchmarks.survey [--out results/survey_DATE.json] [--models NAME ...] [--update [--resume]]
                                            [--timeout 900] [--memory-gib 12] [--jobs 1]
 
 Each model runs in a subprocess of its own, under a time and an address-space limit, and is checked for: no crash;
@@ -73,6 +73,7 @@ class Stages:
         end = time.perf_counter()
         self.seconds[self.now] = round(self.seconds.get(self.now, 0.0) + end - self._start, 2)
         self.now, self._start = stage, end
+        print(f"stage: {stage}", file=sys.stderr, flush=True)  # the parent reads it when the model runs out of time
 
 
 def _tensors(output: object) -> list[Tensor]:
@@ -255,8 +256,12 @@ def run_isolated(name: str, timeout: float, memory_gib: float) -> dict:
                                "--memory-gib", str(memory_gib)], capture_output=True,
                               text=True, timeout=timeout, preexec_fn=limit_memory, env={**os.environ},
                               cwd=Path(__file__).resolve().parent.parent)
-    except subprocess.TimeoutExpired:
-        return {"model": name, "status": "timeout", "seconds": round(time.perf_counter() - start, 1)}
+    except subprocess.TimeoutExpired as timeout_error:
+        partial = timeout_error.stderr or ""
+        stages = [line for line in (partial if isinstance(partial, str) else partial.decode()).splitlines()
+                  if line.startswith("stage: ")]
+        return {"model": name, "status": "timeout", "error": stages[-1] if stages else "stage: start",
+                "seconds": round(time.perf_counter() - start, 1)}
     lines = done.stdout.strip().splitlines()
     try:
         record = json.loads(lines[-1])
@@ -355,6 +360,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, help="JSON to write (default results/survey_DATE.json)")
     parser.add_argument("--models", nargs="+", help="survey these models only (torchvision name or timm:NAME)")
     parser.add_argument("--update", action="store_true", help="rerun the models into an existing --out JSON")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --update: survey only the models the JSON has no record of yet")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per model")
     parser.add_argument("--memory-gib", type=float, default=12, help="address-space limit per model")
     parser.add_argument("--jobs", type=int, default=1, help="models surveyed at the same time")
@@ -371,7 +378,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         records = {r["model"]: r for r in json.loads(out.read_text())["models"]}
     elif out.exists():
         parser.exit(2, f"error: {out} exists; pass --update to rerun models into it, or choose another --out\n")
-    models = args.models or survey_models()
+    models = [name for name in args.models or survey_models() if not (args.resume and name in records)]
     meta = {"command": " ".join(["python -m benchmarks.survey", *(argv if argv is not None else sys.argv[1:])]),
             "date": datetime.date.today().isoformat(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "rtol": RTOL, "kept_limit": KEPT_LIMIT}

@@ -57,6 +57,7 @@ def test_summary_counts_failures_and_names_the_models():
 def test_a_model_past_its_time_limit_is_recorded_as_a_timeout():
     record = survey.run_isolated("resnet18", timeout=0.5, memory_gib=8)
     assert record["model"] == "resnet18" and record["status"] == "timeout"
+    assert record["error"].startswith("stage: ")  # how far it got
 
 
 def test_an_existing_survey_is_never_replaced_without_update(tmp_path, capsys):
@@ -69,3 +70,10 @@ def test_an_existing_survey_is_never_replaced_without_update(tmp_path, capsys):
     with pytest.raises(SystemExit):
         survey.main(["--out", str(tmp_path / "missing.json"), "--update", "--models", "resnet18"])
     assert not (tmp_path / "missing.json").exists()
+
+
+def test_resume_surveys_only_the_models_without_a_record(tmp_path):
+    out = tmp_path / "survey.json"
+    out.write_text(json.dumps({"meta": {}, "models": [GOOD]}))
+    assert survey.main(["--out", str(out), "--update", "--resume", "--models", "timm:good"]) == [GOOD]
+    assert json.loads(out.read_text())["models"] == [GOOD]
