@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import itertools
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -53,11 +55,15 @@ BY_DESIGN = {
 
 
 def survey_models() -> list[str]:
-    """The timm architectures of the survey ('timm:NAME'), then every torchvision classification model, smallest
-    first (an interrupted survey has the models that use BatchNorm most)."""
+    """The timm architectures of the survey ('timm:NAME'), one of each family in turn, then every torchvision
+    classification model, smallest first: a survey cut short has seen the most kinds of models that use BatchNorm."""
+    families: dict[str, list[str]] = {}
+    for name in SURVEY_TIMM:
+        families.setdefault(re.split(r"[\d_]", name)[0], []).append(f"timm:{name}")
+    in_turn = [name for round_ in itertools.zip_longest(*families.values()) for name in round_ if name]
     torchvision_models = sorted(torchvision.models.list_models(module=torchvision.models),
                                 key=lambda n: torchvision.models.get_model_weights(n).DEFAULT.meta["num_params"])
-    return [f"timm:{n}" for n in SURVEY_TIMM] + torchvision_models
+    return in_turn + torchvision_models
 
 
 # ---- One model, in its own process.
