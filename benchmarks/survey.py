@@ -1,7 +1,7 @@
 """Survey tune on every torchvision classification model and on 150+ timm architectures that use BatchNorm.
 
-    nice -n 19 python -m benchmarks.survey [--out results/survey_DATE.json] [--models NAME ...] [--update [--resume]]
-                                           [--timeout 900] [--memory-gib 12] [--jobs 1]
+    nice -n 19 python -m benchmarks.survey [--out results/survey_DATE.json] [--models NAME ...] [--jobs 1]
+                                           [--update [--resume]] [--summary] [--timeout 900] [--memory-gib 12]
 
 Each model runs in a subprocess of its own, under a time and an address-space limit, and is checked for: no crash;
 float64 equality with Eval mode (output, input gradient and every parameter gradient) and of Deploy's output;
@@ -371,6 +371,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per model")
     parser.add_argument("--memory-gib", type=float, default=12, help="address-space limit per model")
     parser.add_argument("--jobs", type=int, default=1, help="models surveyed at the same time")
+    parser.add_argument("--summary", action="store_true", help="only print the summary table of the --out JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -378,12 +379,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     out = args.out or Path("results") / f"survey_{datetime.date.today().isoformat()}.json"
     records: dict[str, dict] = {}
-    if args.update:
+    if args.update or args.summary:
         if not out.is_file():
-            parser.exit(2, f"error: --update needs an existing survey JSON; {out} does not exist\n")
+            parser.exit(2, f"error: --update and --summary need an existing survey JSON; {out} does not exist\n")
         records = {r["model"]: r for r in json.loads(out.read_text())["models"]}
     elif out.exists():
         parser.exit(2, f"error: {out} exists; pass --update to rerun models into it, or choose another --out\n")
+    if args.summary:
+        print(summary(list(records.values())))
+        return list(records.values())
     models = [name for name in args.models or survey_models() if not (args.resume and name in records)]
     meta = {"command": " ".join(["python -m benchmarks.survey", *(argv if argv is not None else sys.argv[1:])]),
             "date": datetime.date.today().isoformat(), "torch": torch.__version__,

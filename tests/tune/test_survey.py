@@ -77,3 +77,4 @@ def test_resume_surveys_only_the_models_without_a_record(tmp_path):
     out.write_text(json.dumps({"meta": {}, "models": [GOOD]}))
     assert survey.main(["--out", str(out), "--update", "--resume", "--models", "timm:good"]) == [GOOD]
     assert json.loads(out.read_text())["models"] == [GOOD]
+    assert survey.main(["--out", str(out), "--summary"]) == [GOOD]
