@@ -39,6 +39,7 @@ from tune.layers import is_bn_like
 
 RTOL = 1e-9  # float64: Tune and Deploy agree with Eval to rounding
 RTOL_FLOAT32 = 1e-3  # the few models too large for float64 under the memory limit
+ERRORS = ("forward_error", "input_grad_error", "grad_error")
 KEPT_LIMIT = 1.01  # Tune may keep at most this much more than Deploy for backward
 RESOLUTIONS = (32, 64, 96, 128, 160, 224, 299)
 # Reasons a pair the hook count finds is left alone that tune cannot fix by design (anything else is a finding).
@@ -199,17 +200,11 @@ def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
                   extra=sorted(converted - eligible))
     stages.enter("tune")
     tuned = _run(model, x, backward=True)
-    grads, want = tuned["grads"], reference["grads"]
-    # A parameter whose gradient is a million times smaller than the largest holds rounding noise: compare it to that.
-    floor = 1e-6 * max((g.abs().max().item() for g in want.values()), default=0.0)
-    record.update(
-        forward_error=_worst(tuned["outputs"], reference["outputs"]),
-        input_grad_error=_error(tuned["input_grad"], reference["input_grad"]),
-        grad_error=max((_error(grads[k], want[k], floor) for k in want), default=0.0)
-        if grads.keys() == want.keys() else float("inf"),
-        kept_eval=reference["kept"], kept_tune=tuned["kept"],
-    )
-    del reference, grads, want
+    record.update(_errors(tuned, reference), kept_eval=reference["kept"], kept_tune=tuned["kept"])
+    if max(record[k] for k in ERRORS) > RTOL:
+        stages.enter("rounding noise")
+        record["rounding_noise"] = _rounding_noise(model, x, reference)
+    del reference
     stages.enter("tune copies")
     record["tune_copies"] = _pickles(model, x, tuned["outputs"])
     stages.enter("deploy")
@@ -219,6 +214,36 @@ def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
     stages.enter("deploy copies")
     record["deploy_copies"] = _pickles(model, x, deployed["outputs"])
     return record
+
+
+def _errors(got: dict, want: dict) -> dict[str, float]:
+    """How far one forward/backward is from another: outputs, input gradient, the worst parameter gradient."""
+    grads, wanted = got["grads"], want["grads"]
+    # A parameter whose gradient is a million times smaller than the largest holds rounding noise: compare it to that.
+    floor = 1e-6 * max((g.abs().max().item() for g in wanted.values()), default=0.0)
+    worst_grad = max((_error(grads[k], wanted[k], floor) for k in wanted), default=0.0)
+    return {"forward_error": _worst(got["outputs"], want["outputs"]),
+            "input_grad_error": _error(got["input_grad"], want["input_grad"]),
+            "grad_error": worst_grad if grads.keys() == wanted.keys() else float("inf")}
+
+
+def _rounding_noise(model: nn.Module, x: Tensor, reference: dict) -> dict[str, float]:
+    """How far Eval itself moves when every BN variance changes by a relative 1e-14 (some 50 float64 roundings):
+    a deep random network can amplify rounding past RTOL, and Tune's own roundings are then measured against this."""
+    tuned = tune.turn_off(model)
+    generator = torch.Generator().manual_seed(1)
+    variances = [m.running_var for m in model.modules() if is_bn_like(m) and m.running_var is not None]
+    saved = [v.clone() for v in variances]
+    with torch.no_grad():
+        for v in variances:
+            v.mul_(1 + 1e-14 * (2 * torch.rand(v.shape, generator=generator, dtype=v.dtype) - 1))
+    noise = _errors(_run(model, x, backward=True), reference)
+    with torch.no_grad():
+        for v, old in zip(variances, saved, strict=True):
+            v.copy_(old)
+    if tuned:
+        tune.turn_on(model)
+    return noise
 
 
 def _check_left_alone(model: nn.Module, x: Tensor, stages: Stages) -> dict:
@@ -295,9 +320,13 @@ def findings(record: dict) -> dict[str, str]:
         if record["pairs"] or record["skipped"]:
             found["turn_on changed a model without BatchNorm"] = str(record["pairs"])
         return found
-    errors = {k: record[k] for k in ("forward_error", "input_grad_error", "grad_error", "deploy_error")}
-    if max(errors.values()) > record["rtol"]:
-        found["float64 mismatch"] = ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if v > record["rtol"])
+    noise = record.get("rounding_noise", {})
+    noise = {**noise, "deploy_error": noise["forward_error"]} if noise else {}  # Deploy is compared to Tune's output
+    limits = {k: max(record["rtol"], noise.get(k, 0.0)) for k in (*ERRORS, "deploy_error")}
+    wrong = [f"{k} {record[k]:.1e}" + (f" (rounding noise {noise[k]:.1e})" if k in noise else "")
+             for k, limit in limits.items() if record[k] > limit]
+    if wrong:
+        found["float64 mismatch"] = ", ".join(wrong)
     if record["kept_tune"] > KEPT_LIMIT * record["kept_deploy"]:
         found["kept > 1.01x Deploy"] = f"{record['kept_tune']} > {record['kept_deploy']} bytes"
     fixable = {bn: why for bn, why in record["missed"].items() if miss_category(why) is None}
@@ -339,13 +368,15 @@ def summary(records: list[dict]) -> str:
     rows += [("pairs converted", str(sum(r["pairs"] for r in with_bn))),
              ("BNs fed directly by a conv (hook count)", str(sum(r["hook_count"] for r in with_bn)))]
     rows += [(f"missed: {category}", str(count)) for category, count in sorted(misses.items())]
-    wide = [r for r in with_bn if r["dtype"] == "float64"]
+    wide = [r for r in with_bn if r["dtype"] == "float64" and "rounding_noise" not in r]
     worst = max((max(r["forward_error"], r["input_grad_error"], r["grad_error"], r["deploy_error"]) for r in wide),
                 default=0.0)
+    rows.append(("compared with Eval's own rounding noise (past 1e-9)",
+                 names([r["model"] for r in with_bn if "rounding_noise" in r]) or "0"))
     rows.append(("compared in float32 (too large for float64)", names([r["model"] for r in with_bn
                                                                        if r["dtype"] != "float64"]) or "0"))
     ratios = [r["kept_tune"] / r["kept_deploy"] for r in with_bn if r["kept_deploy"]]
-    rows += [("largest float64 error vs Eval", f"{worst:.1e}"),
+    rows += [("largest float64 error vs Eval (well-conditioned models)", f"{worst:.1e}"),
              ("largest kept Tune / Deploy", f"{max(ratios, default=0.0):.4f}")]
     return "\n".join(["| check | models |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
 
