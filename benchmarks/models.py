@@ -1,11 +1,15 @@
 """The models benchmarks run: randomly initialised torchvision or timm models whose BN layers hold realistic
-statistics, and the zoo of models tune is tested and surveyed on."""
+statistics, the zoo of models tune is tested and surveyed on, and an fx-free count of the BNs a conv feeds."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torchvision
 from torch import Tensor, nn
+
+from tune.layers import is_bn_like
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 ZOO = (
@@ -13,7 +17,39 @@ ZOO = (
     "densenet121", "googlenet", "timm:resnet50", "timm:efficientnet_b0", "timm:mobilenetv3_small_100",
     "timm:regnety_002",
 )
-
+# timm architectures the survey runs: families that use BatchNorm, small members first, with every model whose
+# conversion was once a problem (attention caches, Conv2dSame).
+SURVEY_TIMM = (
+    "resnet10t", "resnet14t", "resnet18", "resnet18d", "resnet26", "resnet26t", "resnet34", "resnet50", "resnet50d",
+    "resnetblur18", "resnetaa34d", "resnetrs50", "resnext26ts", "resnext50_32x4d", "seresnet18", "seresnet33ts",
+    "seresnext26d_32x4d", "seresnext26t_32x4d", "ecaresnet26t", "ecaresnet50d_pruned", "skresnet18", "skresnet34",
+    "resnest14d", "resnest26d", "res2net50_14w_8s", "res2next50", "regnetx_002", "regnetx_004", "regnetx_006",
+    "regnety_002", "regnety_004", "regnety_008", "regnetz_005", "regnetz_b16", "regnetz_c16", "efficientnet_b0",
+    "efficientnet_b1", "efficientnet_b1_pruned", "efficientnet_b0_g16_evos", "efficientnet_lite0",
+    "efficientnet_es", "tf_efficientnet_b0", "tf_efficientnet_b1", "tf_efficientnet_lite0", "tf_efficientnet_es",
+    "tf_efficientnet_em", "tf_efficientnet_cc_b0_4e", "tf_efficientnetv2_b0", "tf_efficientnetv2_b1",
+    "efficientnetv2_rw_t", "gc_efficientnetv2_rw_t", "mobilenetv1_100", "mobilenetv2_035", "mobilenetv2_100",
+    "mobilenetv2_110d", "mobilenetv3_rw", "mobilenetv3_small_050", "mobilenetv3_small_100", "mobilenetv3_large_100",
+    "tf_mobilenetv3_small_100", "tf_mobilenetv3_small_minimal_100", "tf_mobilenetv3_large_minimal_100",
+    "mobilenetv4_conv_small", "mobilenetv4_conv_medium", "mobilenetv4_hybrid_medium", "mnasnet_050", "mnasnet_100",
+    "mnasnet_small", "semnasnet_075", "fbnetc_100", "fbnetv3_b", "spnasnet_100", "lcnet_050", "lcnet_100",
+    "tinynet_a", "tinynet_e", "mixnet_s", "mixnet_m", "tf_mixnet_s", "tf_mixnet_m", "ghostnet_050", "ghostnet_100",
+    "ghostnetv2_100", "hardcorenas_a", "hardcorenas_f", "rexnet_100", "rexnetr_100", "densenet121",
+    "densenetblur121d", "dla34", "dla46_c", "dla60x_c", "dla60_res2net", "dpn48b", "dpn68", "hrnet_w18_small",
+    "hrnet_w18_small_v2", "inception_v3", "inception_v4", "inception_resnet_v2", "inception_next_atto",
+    "xception41", "legacy_xception", "pnasnet5large", "selecsls42b", "selecsls60", "cspresnet50", "cspdarknet53",
+    "cs3darknet_s", "cs3darknet_focus_s", "darknet17", "ese_vovnet19b_dw", "ese_vovnet39b", "vovnet39a",
+    "tresnet_m", "repvgg_a0", "repvgg_b0", "mobileone_s0", "mobileone_s1", "fastvit_t8", "fastvit_sa12",
+    "fastvit_mci0", "efficientvit_b0", "efficientvit_m0", "efficientvit_m1", "levit_128s", "levit_conv_128s",
+    "levit_192", "tiny_vit_5m_224", "efficientformer_l1", "efficientformerv2_s0", "efficientformerv2_s1",
+    "convmixer_768_32", "hgnet_tiny", "hgnetv2_b0", "hgnetv2_b1", "repghostnet_050", "repghostnet_100",
+    "mobilevit_xxs", "mobilevit_xs", "mobilevitv2_050", "gernet_s", "gernet_m", "repvit_m0_9", "repvit_m1",
+    "nextvit_small", "gcresnet33ts", "gcresnext26ts", "lambda_resnet26t", "halonet26t", "botnet26t_256",
+    "bat_resnext26ts", "legacy_seresnet18", "legacy_seresnext26_32x4d", "sebotnet33ts_256", "eca_resnet33ts",
+    "eca_halonext26ts", "eca_botnext26ts_256", "starnet_s1", "starnet_s2", "shvit_s1", "shvit_s2", "fasternet_t0",
+    "fasternet_t1", "swiftformer_xs", "swiftformer_s", "test_byobnet", "test_efficientnet", "test_coatnet",
+    "test_maxvit", "coatnet_nano_rw_224", "vgg11_bn", "resnetv2_50",
+)
 
 def resnet50_narrow() -> nn.Module:
     """ResNet-50's 53 Conv->BN pairs with 3x3 convs 2 channels per group wide (instead of 64): at a small batch and
@@ -30,6 +66,22 @@ def random_model(name: str) -> nn.Module:
 
         return timm.create_model(name.removeprefix("timm:"), pretrained=False)
     return torchvision.models.get_model(name, weights=None)
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN-like layer non-trivial statistics and affine parameters, so a fold is really tested."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if not is_bn_like(module) or getattr(module, "running_mean", None) is None:
+                continue
+            n = module.running_mean.numel()
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            if module.weight is not None:
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
+    return model
 
 
 @torch.no_grad()
@@ -51,3 +103,28 @@ def calibrate_bn(model: nn.Module, x: Tensor, batches: int = 2) -> nn.Module:
     for bn, momentum in zip(bns, momenta, strict=True):
         bn.momentum = momentum
     return model.eval()
+
+
+def bns_fed_directly_by_a_conv(model: nn.Module, x: Tensor) -> set[str]:
+    """An oracle independent of torch.fx: run the model (a copy, in train and in eval mode) and see which BN-like
+    module receives exactly the output tensor of a conv or linear layer. `x` needs a batch of 2 or more."""
+    fed = set()
+    for training in (True, False):
+        fed |= _fed_in_mode(copy.deepcopy(model).train(training), x)
+    return fed
+
+
+def _fed_in_mode(model: nn.Module, x: Tensor) -> set[str]:
+    conv_outputs, fed = [], set()
+    handles = [m.register_forward_hook(lambda mod, args, out: conv_outputs.append(out))
+               for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    for name, module in model.named_modules():
+        if is_bn_like(module):
+            handles.append(module.register_forward_pre_hook(
+                lambda mod, args, name=name: fed.add(name) if args and any(args[0] is o for o in conv_outputs)
+                else None))
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return fed

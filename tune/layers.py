@@ -1,6 +1,7 @@
 """Which modules Tune mode understands, and how to read them.
 
-Conv-like: nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d and nn.Linear (and subclasses that keep the stock forward).
+Conv-like: nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d and nn.Linear (and subclasses that keep the stock forward, or
+whose forward only pads to TensorFlow's 'same' first, like timm's Conv2dSame).
 BN-like: every torch BatchNorm (1d/2d/3d, SyncBatchNorm, subclasses with the stock forward), timm's BatchNormAct2d and
 SyncBatchNormAct (dropout and activation applied after the normalisation), and the frozen variants of torchvision
 and timm, whose affine parameters are buffers. timm and torchvision are recognised by class name and home package,
@@ -13,11 +14,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
-_STOCK_CONV_FORWARDS = {
-    cls.forward
-    for cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                nn.Linear)
-}
+from .geometry import has_stock_forward, pads_to_same
+
 _STOCK_BN_FORWARDS = {_BatchNorm.forward, nn.SyncBatchNorm.forward}
 # (package, class name) -> (affine parameters are buffers, dropout + activation follow the normalisation)
 _LIBRARY_BNS = {
@@ -35,7 +33,7 @@ def _library_kind(module: nn.Module) -> tuple[bool, bool] | None:
 
 def is_conv_like(module: nn.Module) -> bool:
     """A convolution or linear layer (whatever its forward): these are leaves when discovering pairs."""
-    return isinstance(module, nn.modules.conv._ConvNd | nn.Linear)
+    return isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))
 
 
 def is_bn_like(module: nn.Module) -> bool:
@@ -49,10 +47,10 @@ def _uninitialized(module: nn.Module) -> bool:
 
 def conv_problem(conv: nn.Module) -> str | None:
     """Why this conv-like module cannot be folded into, or None."""
-    if type(conv).forward not in _STOCK_CONV_FORWARDS:
-        return f"its conv {type(conv).__name__} has a custom forward"
     if _uninitialized(conv):
         return "its conv is a lazy module that is not initialised yet"
+    if not has_stock_forward(conv) and not pads_to_same(conv):
+        return f"its conv {type(conv).__name__} has a custom forward (not just 'same' padding, then a plain conv)"
     return None
 
 

@@ -8,23 +8,7 @@ import torch
 from torch import Tensor, nn
 
 import tune
-from tune.layers import is_bn_like
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BN-like layer non-trivial statistics and affine parameters, so a fold is really tested."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if not is_bn_like(module) or getattr(module, "running_mean", None) is None:
-                continue
-            n = module.running_mean.numel()
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            if module.weight is not None:
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
-    return model
+from benchmarks.models import randomize_bn  # noqa: F401 - the tests import it from here
 
 
 def _loss(output: Tensor | tuple) -> Tensor:

@@ -6,33 +6,10 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 import tune
-from benchmarks.models import ZOO, random_model
+from benchmarks.models import ZOO, bns_fed_directly_by_a_conv, random_model
 from tests.tune.helpers import assert_matches_eval, kept_bytes, randomize_bn
-from tune.layers import is_bn_like
-
-
-def bns_fed_directly_by_a_conv(model: nn.Module, x: torch.Tensor) -> set[str]:
-    """An oracle independent of torch.fx: run the model (a copy, in train and in eval mode) and see which BN
-    receives exactly a conv's output tensor."""
-    return _fed_in_mode(copy.deepcopy(model).train(), x) | _fed_in_mode(copy.deepcopy(model).eval(), x)
-
-
-def _fed_in_mode(model: nn.Module, x: torch.Tensor) -> set[str]:
-    conv_outputs, fed = [], set()
-    handles = [m.register_forward_hook(lambda mod, args, out: conv_outputs.append(out))
-               for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    for name, module in model.named_modules():
-        if is_bn_like(module):
-            handles.append(module.register_forward_pre_hook(
-                lambda mod, args, name=name: fed.add(name) if any(args[0] is o for o in conv_outputs) else None))
-    with torch.no_grad():
-        model(x)
-    for handle in handles:
-        handle.remove()
-    return fed
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -54,7 +31,7 @@ def test_zoo_model_converts_every_eligible_pair_trains_like_eval_and_keeps_what_
 
 
 @pytest.mark.parametrize(("name", "reason"), [
-    ("timm:tf_efficientnet_b0", "Conv2dSame has a custom forward"),  # TF 'same' padding computed in its forward
+    ("timm:tf_efficientnet_b0", None),  # Conv2dSame: TF 'same' padding computed in its forward
     ("timm:mixnet_s", "torch.cat"),  # mixed kernel sizes: one BN after concatenated group convs
     ("timm:repvgg_a0", "not from a conv"),  # the identity branch's BN sees the block input
     ("timm:hrnet_w18_small", None),  # many parallel branches and fusions
