@@ -17,11 +17,17 @@ ZOO = (
 
 
 def random_model(name: str) -> nn.Module:
-    """A randomly initialised model: a torchvision classification model, or timm's when named 'timm:NAME'."""
+    """A randomly initialised model: a torchvision classification model, timm's when named 'timm:NAME', or one of
+    the experiments' own backbones (e.g. 'dtn') with a 10-class linear head."""
     if name.startswith("timm:"):
         import timm
 
         return timm.create_model(name.removeprefix("timm:"), pretrained=False)
+    from experiments.models import LOCAL_ARCHS
+
+    if name in LOCAL_ARCHS:
+        backbone = LOCAL_ARCHS[name]()
+        return nn.Sequential(backbone, nn.Linear(backbone.features, 10))
     return torchvision.models.get_model(name, weights=None)
 
 
