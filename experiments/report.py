@@ -202,7 +202,7 @@ def load_runs(logdir: str | Path) -> list[Run]:
     directories = run_directories(root)
     if not directories:
         raise FileNotFoundError(f"no run directories ({CONFIG} or TensorBoard event files) under {root}")
-    runs = []
+    runs, lacking = [], defaultdict(list)
     for run_dir in directories:
         name = str(run_dir.relative_to(root)) or "."
         events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
@@ -214,10 +214,12 @@ def load_runs(logdir: str | Path) -> list[Run]:
             tag: sorted((event.step, event.value) for event in events.Scalars(tag)) for tag in events.Tags()["scalars"]
         }
         run = Run(name, config, scalars, (run_dir / RESULTS).is_file())
-        missing = [tag for tag in EXPECTED_SCALARS if tag not in scalars and (run.finished or tag != ACC_TAG)]
+        missing = tuple(tag for tag in EXPECTED_SCALARS if tag not in scalars and (run.finished or tag != ACC_TAG))
         if missing:
-            _warn(f"run {name}: missing tags {', '.join(missing)} (shown as '-')")
+            lacking[missing].append(name)
         runs.append(run)
+    for missing, names in lacking.items():
+        _warn(f"{len(names)} run(s) lack {', '.join(missing)} (shown as '-'): {', '.join(names)}")
     return runs
 
 
@@ -489,29 +491,34 @@ def plot(runs: list[Run], rows: list[Row], out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: write report.md and the figures, print the tables and the paths."""
+    """CLI entry point: write report.md and the figures, print the tables and the paths; warnings and errors go to
+    stderr as one line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("logdir", type=Path, help="sweep directory holding one sub-directory per run")
     parser.add_argument("--out", type=Path, help="where to write report.md and the figures (default: LOGDIR)")
     parser.add_argument("--benchmark", type=Path, action="append",
                         help=f"a `python -m benchmarks --json` file to quote (default: LOGDIR/{BENCHMARK} if present)")
     args = parser.parse_args(argv)
-    try:
-        runs = load_runs(args.logdir)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not runs:
-        print(f"error: no usable runs under {args.logdir} (see the warnings above)", file=sys.stderr)
-        return 2
     absent = [path for path in args.benchmark or [] if not path.is_file()]
     if absent:
         print(f"error: --benchmark {absent[0]} does not exist; write it with python -m benchmarks ... --json "
               f"{absent[0]}, or leave the option out", file=sys.stderr)
         return 2
     default = args.logdir / BENCHMARK
-    paths = args.benchmark or ([default] if default.is_file() else [])
-    benchmarks = [bench for bench in map(load_benchmark, paths) if bench is not None]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            runs = load_runs(args.logdir)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        paths = args.benchmark or ([default] if default.is_file() else [])
+        benchmarks = [bench for bench in map(load_benchmark, paths) if bench is not None]
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if not runs:
+        print(f"error: no usable runs under {args.logdir} (see the warnings above)", file=sys.stderr)
+        return 2
     rows = summarize(runs, benchmarks)
     out = args.out or args.logdir
     out.mkdir(parents=True, exist_ok=True)
