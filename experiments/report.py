@@ -421,6 +421,11 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         temporary.unlink(missing_ok=True)
 
 
+# Eval is drawn wide and pale under the others, so that a Tune curve equal to it stays visibly on top of it.
+CURVE_STYLE = {"train": {"marker": "."}, "eval": {"linewidth": 6, "alpha": 0.35}, "tune": {"marker": "."},
+               "deploy": {"marker": "x", "linestyle": ":"}}
+
+
 def _plot_curve(runs: list[Run], path: Path) -> None:
     """Target accuracy over training of one task and method: a line per run, coloured by BN mode."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -430,9 +435,9 @@ def _plot_curve(runs: list[Run], path: Path) -> None:
         steps, values = zip(*run.scalars[CURVE_TAG], strict=True)
         x = [(step + 1) * per_epoch for step in steps] if per_epoch else list(steps)
         label = run.mode + ("" if run.finished else " (in progress)")
-        colour = f"C{_order(run.mode, MODE_ORDER)[0]}"
-        ax.plot(x, values, color=colour, linestyle="-" if run.finished else "--", marker=".", alpha=0.85,
-                label=None if label in labelled else label)
+        style = {**CURVE_STYLE.get(run.mode, {}), **({} if run.finished else {"linestyle": "--"})}
+        ax.plot(x, values, color=f"C{_order(run.mode, MODE_ORDER)[0]}", label=None if label in labelled else label,
+                **style)
         labelled.add(label)
     first = runs[0]
     ax.set_xlabel("training iteration" if first.config.get("iters_per_epoch") else "epoch")
@@ -454,10 +459,11 @@ def _plot_bars(rows: list[Row], name: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) * len(modes) ** 0.5), 4))
     for i, mode in enumerate(modes):
         stats = [metrics.get((group, mode)) for group in groups]
-        ax.bar([x + i * width for x in range(len(groups))],
-               [s.mean if s else float("nan") for s in stats],  # NaN: no bar where nothing was logged
-               width, yerr=[s.std if s else 0 for s in stats], label=mode,
-               color=f"C{_order(mode, MODE_ORDER)[0]}")
+        bars = ax.bar([x + i * width for x in range(len(groups))],
+                      [s.mean if s else float("nan") for s in stats],  # NaN: no bar where nothing was logged
+                      width, yerr=[s.std if s else 0 for s in stats], label=mode,
+                      color=f"C{_order(mode, MODE_ORDER)[0]}")
+        ax.bar_label(bars, labels=[METRICS[name].fmt.format(s.mean) if s else "" for s in stats], fontsize=7)
     dataset, arch, device = rows[0].section
     ax.set_ylabel(METRICS[name].axis)
     ax.set_xlabel("task, method")
@@ -469,8 +475,27 @@ def _plot_bars(rows: list[Row], name: str, path: Path) -> None:
     _save_figure(fig, path)
 
 
-def plot(runs: list[Run], rows: list[Row], out_dir: str | Path) -> list[Path]:
-    """Write one PNG per task and method (accuracy curves) and per section and metric (bars); return the paths."""
+def _plot_benchmark(bench: Benchmark, path: Path) -> None:
+    """The interleaved benchmark's median ms/step per BN mode, with its interquartile range."""
+    modes = sorted((mode for mode in bench.results if bench.ms(mode) is not None),
+                   key=lambda mode: _order(mode, MODE_ORDER))
+    records = [bench.results[mode] for mode in modes]
+    medians = [record["time_ms"] for record in records]
+    spread = [[m - record.get("time_ms_q1", m) for m, record in zip(medians, records, strict=True)],
+              [record.get("time_ms_q3", m) - m for m, record in zip(medians, records, strict=True)]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bars = ax.bar(modes, medians, yerr=spread, color=[f"C{_order(mode, MODE_ORDER)[0]}" for mode in modes])
+    ax.bar_label(bars, labels=[f"{m:.1f}" for m in medians], fontsize=8)
+    ax.set_xlabel("BN mode")
+    ax.set_ylabel("training step (ms), median and IQR")
+    ax.set_title(f"{bench.model}, {bench.settings}: modes timed in turn", fontsize=9)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def plot(runs: list[Run], rows: list[Row], out_dir: str | Path, benchmarks: list[Benchmark] = ()) -> list[Path]:
+    """Write one PNG per task and method (accuracy curves), per section and metric (bars) and per benchmark
+    (interleaved step times); return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -487,6 +512,10 @@ def plot(runs: list[Run], rows: list[Row], out_dir: str | Path) -> list[Path]:
             if metric.figure and any(row.metrics.get(name) for row in members):
                 paths.append(out / f"{_file_name(metric.figure, *section)}.png")
                 _plot_bars(members, name, paths[-1])
+    for bench in benchmarks:
+        if any(bench.ms(mode) is not None for mode in bench.results):
+            paths.append(out / f"{_file_name('benchmark_time', bench.model, bench.device)}.png")
+            _plot_benchmark(bench, paths[-1])
     return paths
 
 
@@ -523,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.logdir
     out.mkdir(parents=True, exist_ok=True)
     text = to_markdown(runs, rows, benchmarks)
-    images = plot(runs, rows, out)
+    images = plot(runs, rows, out, benchmarks)
     report = out / "report.md"
     images_md = "".join(f"![{path.stem}]({path.name})\n" for path in images)
     _write_atomically(report, lambda temporary: temporary.write_text(f"# Sweep report: {args.logdir}\n\n{text}\n"

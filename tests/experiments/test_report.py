@@ -232,6 +232,8 @@ def test_benchmark_json_is_quoted_beside_the_runs(tmp_path, benchmark_json):
     assert "`python -m benchmarks --model dtn" in resnet
     deploy = cells(next(line for line in resnet.splitlines() if line.startswith("| deploy |")))
     assert deploy[1].startswith(f"{times['deploy']:.1f} [")
+    assert imread(tmp_path / "benchmark_time_dtn_cpu.png").shape[0] > 100
+    assert "![benchmark_time_dtn_cpu](benchmark_time_dtn_cpu.png)" in resnet
 
 
 def test_benchmark_option_must_name_a_file(sweep, tmp_path, capsys):
