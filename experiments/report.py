@@ -71,7 +71,7 @@ METRICS = {
     ),
     "peak_mib": Metric({"": "peak RSS MiB", "cuda": "peak MiB (CUDA max allocated)"}, "{:.0f}", False,
                        "peak memory of the run (MiB)", "peak_memory"),
-    "iter_s": Metric({"": "s/iter (sequential runs)"}, "{:.4f}", False, "time per iteration (s), sequential runs",
+    "iter_s": Metric({"": "s/iter (separate runs)"}, "{:.4f}", False, "time per iteration (s), separate runs",
                      "time_per_iter"),
     "bench_ms": Metric({"": "ms/step (interleaved benchmark)"}, "{:.1f}", False),
 }
@@ -323,9 +323,10 @@ LEGEND = (
     "method (accuracy in percentage points, the rest in percent). Target acc: the best top-1 accuracy on the "
     "target's test data over the epochs. Kept for backward: what autograd keeps for backward in the first training "
     "step (the probe step); step peak: the peak tensor memory of that step ({step_source}); {peak}. s/iter: median "
-    "over logging windows after the first, measured in runs that ran one after another (sequential runs), so load "
-    "on the machine shifts them; ms/step (interleaved benchmark): the backbone's training step timed in every mode "
-    "in turn, in one process on one batch, the figure to compare modes by."
+    "over logging windows after the first, measured inside each run, a process of its own that ran at another time "
+    "than the other modes' (one after another, or a few at a time), so load on the machine shifts it; ms/step "
+    "(interleaved benchmark): the backbone's training step timed in every mode in turn, in one process on one "
+    "batch, the figure to compare modes' speed by."
 )
 PEAK_NOTE = {
     "cpu": "peak RSS (CPU): the process's resident memory, mostly libraries and data, so nearly equal across modes",

@@ -101,7 +101,7 @@ def test_cli_writes_the_table_and_one_panel_pngs(sweep, tmp_path, capsys):
     lines = text.splitlines()
     header = cells(next(line for line in lines if line.startswith("| task |")))
     assert header[4:] == ["target acc %", "kept for backward MiB", "step peak MiB (probe step, profiler)",
-                          "peak RSS MiB", "s/iter (sequential runs)", "ms/step (interleaved benchmark)"]
+                          "peak RSS MiB", "s/iter (separate runs)", "ms/step (interleaved benchmark)"]
     assert "## office31 · resnet50 · cpu (12 finished runs)" in lines
     tune_row = cells(next(line for line in lines if "| W->A | dann | tune |" in line))
     assert tune_row[3:] == ["2", "92.25 ± 0.35 (+2.0 pp / +1.0 pp)", "300.00 ± 0.00 (-40.0% / -25.0%)",

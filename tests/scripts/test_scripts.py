@@ -97,3 +97,11 @@ def test_demo_runs_and_reports(tmp_path):
     assert (tmp_path / "logs/runs/accuracy_digits_dtn_M2U_dann.png").is_file()
     again = run_script("demo.sh", **tiny, DRY_RUN="1")
     assert again.stdout.count("finished already, skipped") == 1 + 2 + 1
+
+
+def test_parallel_sweep_stops_at_the_first_failed_run(tmp_path):
+    result = run_script("digits.sh", LOG=str(tmp_path), JOBS="2", ARGS="--no-such-option")
+    assert result.returncode != 0
+    assert "[pretrain M] usage: python -m experiments.finetune" in result.stdout
+    assert "unrecognized arguments: --no-such-option" in result.stdout
+    assert not (tmp_path / "runs").exists()
