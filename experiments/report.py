@@ -261,7 +261,8 @@ def _order(value: str, known: tuple[str, ...]) -> tuple[int, str]:
     return (known.index(value) if value in known else len(known), value)
 
 
-def _row_key(row: Row) -> tuple:
+def _row_key(row: Row | Run) -> tuple:
+    """Tables list sections, then tasks, then methods in TLlib's order, then Train, Eval, Tune, Deploy."""
     task, method = row.group
     return row.section, task, _order(method, METHOD_ORDER), _order(row.mode, MODE_ORDER)
 
@@ -342,24 +343,49 @@ def _benchmark_table(bench: Benchmark) -> list[str]:
         "",
         f"`{bench.command}` ({bench.path.name})",
         "",
-        "| BN mode | ms/step [IQR] | vs Train | vs Eval | kept for backward MiB | step peak MiB |",
-        "|---|---|---|---|---|---|",
+        "| BN mode | ms/step [IQR] | vs Train | vs Eval | kept for backward MiB | step peak MiB | "
+        "gradient error vs Eval in float64 (parameters / input) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for mode, record in sorted(bench.results.items(), key=lambda item: _order(item[0], MODE_ORDER)):
         if record.get("status") != "ok":
-            lines.append(f"| {mode} | {record.get('status', '-')} | | | | |")
+            lines.append(f"| {mode} | {record.get('status', '-')} | | | | | |")
             continue
         ms = record.get("time_ms")
         changes = [f"{100 * (ms / bench.ms(base) - 1):+.1f}%" if ms and bench.ms(base) else "-"
                    for base in ("train", "eval")]
         spread = f" [{record['time_ms_q1']:.1f}-{record['time_ms_q3']:.1f}]" if "time_ms_q1" in record else ""
         figures = [_number(record.get(key), "{:.2f}") for key in ("kept_mib", "step_peak_mib")]
-        lines.append(f"| {mode} | {_number(ms, '{:.1f}')}{spread} | {' | '.join(changes)} | {' | '.join(figures)} |")
+        errors = [record.get(f"f64_{part}_grad_rel_err") for part in ("param", "input")]
+        exact = "-" if None in errors else " / ".join(f"{error:.1e}" for error in errors)
+        lines.append(f"| {mode} | {_number(ms, '{:.1f}')}{spread} | {' | '.join(changes)} | {' | '.join(figures)} | "
+                     f"{exact} |")
     return lines
 
 
 def _number(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
+
+
+def agreement_with_eval(runs: list[Run]) -> list[str]:
+    """For each finished Tune (and Deploy) run with a finished Eval run of the same section, group and seed: at how
+    many evaluations their target accuracies are identical, and the largest difference. Tune computes Eval's
+    function, so the two curves coincide until float32 rounding, which differs between the two, has drifted
+    their weights apart (as it does for Eval against itself on another thread count)."""
+    finished = [run for run in runs if run.finished and run.scalars.get(CURVE_TAG)]
+    evals = {(run.section, run.group, run.setting("seed")): run for run in finished if run.mode == "eval"}
+    lines = []
+    for run in sorted(finished, key=lambda run: (*_row_key(run), run.name)):
+        reference = evals.get((run.section, run.group, run.setting("seed")))
+        if run.mode not in ("tune", "deploy") or reference is None:
+            continue
+        ours, theirs = dict(run.scalars[CURVE_TAG]), dict(reference.scalars[CURVE_TAG])
+        gaps = [abs(ours[step] - theirs[step]) for step in sorted(ours.keys() & theirs.keys())]
+        if gaps:
+            same = sum(gap == 0 for gap in gaps)
+            lines.append(f"- {' '.join(run.group)} seed {run.setting('seed')}, {run.mode}: identical at {same} of "
+                         f"{len(gaps)} evaluations, largest difference {max(gaps):.2f} pp")
+    return lines
 
 
 def to_markdown(runs: list[Run], rows: list[Row], benchmarks: list[Benchmark] = ()) -> str:
@@ -371,6 +397,10 @@ def to_markdown(runs: list[Run], rows: list[Row], benchmarks: list[Benchmark] = 
         finished = sum(run.finished and run.section == section for run in runs)
         parts += [f"## {dataset} · {arch} · {device} ({finished} finished runs)", ""]
         parts += _table([row for row in rows if row.section == section], device)
+        agreement = agreement_with_eval([run for run in runs if run.section == section])
+        if agreement:
+            parts += ["", "Target accuracy against Eval's, same seed, after every epoch (float32 rounding, which "
+                          "differs between modes, slowly drifts runs apart; in float64 they agree):", *agreement]
         pending = [run for run in runs if run.section == section and not run.finished]
         if pending:
             parts += ["", "In progress (no results.json yet; not in the averages):", *_in_progress(pending)]

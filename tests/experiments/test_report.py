@@ -12,6 +12,7 @@ from experiments import report
 
 TASKS = ("A->W", "W->A")
 MODES = ("train", "eval", "tune")
+RANK = {mode: rank for rank, mode in enumerate((*MODES, "deploy"))}
 SEEDS = (0, 1)
 TIMES = [0.9, 0.50, 0.40, 0.45]  # first window is warm-up; the median of the rest is 0.45
 EPOCHS, ITERS_PER_EPOCH = 3, 100
@@ -19,8 +20,8 @@ EPOCHS, ITERS_PER_EPOCH = 3, 100
 
 def logged(task: str, mode: str, seed: int) -> dict[str, float]:
     """Distinct, easily checked values for every run of the fake sweep."""
-    offset = TASKS.index(task) * 10 + MODES.index(mode) + seed * 0.5
-    rank = MODES.index(mode)
+    offset = TASKS.index(task) * 10 + RANK[mode] + seed * 0.5
+    rank = RANK[mode]
     return {"acc": 80 + offset, "peak": 1000 * (3 - rank) + seed, "kept": 500.0 - 100 * rank,
             "step_peak": 800.0 - 100 * rank + seed}
 
@@ -32,14 +33,14 @@ def config(task: str, mode: str, seed: int, device: str = "cpu") -> dict:
 
 
 def write_run(root, task: str, mode: str, seed: int, skip: tuple[str, ...] = (), finished: bool = True,
-              device: str = "cpu", name: str | None = None):
+              device: str = "cpu", name: str | None = None, curve: tuple[float, ...] | None = None):
     """Leave a run directory the way the training engine does, without the tags named in `skip`."""
     run_dir = root / (name or f"{task.replace('->', '2')}_{mode}_s{seed}")
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps(config(task, mode, seed, device)))
     values = logged(task, mode, seed)
     writer = SummaryWriter(run_dir)
-    scale = 1 + MODES.index(mode)
+    scale = 1 + RANK[mode]
     for window, seconds in enumerate(TIMES):
         if "time/iter_s" not in skip:
             writer.add_scalar("time/iter_s", seconds * scale, window * 100)
@@ -48,8 +49,8 @@ def write_run(root, task: str, mode: str, seed: int, skip: tuple[str, ...] = (),
     for tag, key in (("memory/kept_for_backward_mib", "kept"), ("memory/step_peak_mib", "step_peak")):
         if tag not in skip:
             writer.add_scalar(tag, values[key], 0)
-    for epoch in range(EPOCHS):
-        writer.add_scalar("eval/target_acc", values["acc"] - 2 + epoch, epoch)
+    for epoch, accuracy in enumerate(curve or [values["acc"] - 2 + epoch for epoch in range(EPOCHS)]):
+        writer.add_scalar("eval/target_acc", accuracy, epoch)
     if finished:
         writer.add_scalar("eval/best_target_acc", values["acc"], EPOCHS - 1)
     writer.close()
@@ -131,6 +132,21 @@ def test_run_in_progress_is_listed_and_never_averaged(tmp_path):
     assert "In progress (no results.json yet; not in the averages):" in text
     assert "- `A2W_tune_s1`: A->W dann tune seed 1, last logged at iteration 300" in text
     assert "(1 finished runs)" in text
+
+
+def test_tune_and_deploy_curves_are_compared_with_evals_of_the_same_seed(tmp_path):
+    write_run(tmp_path, "A->W", "eval", 0, curve=(50.0, 60.0, 70.0))
+    write_run(tmp_path, "A->W", "tune", 0, curve=(50.0, 60.0, 70.25))
+    write_run(tmp_path, "A->W", "deploy", 0, curve=(50.0, 55.0, 71.0))
+    write_run(tmp_path, "A->W", "tune", 1, curve=(50.0, 60.0, 70.0))  # no Eval run of seed 1
+    write_run(tmp_path, "W->A", "tune", 0, curve=(50.0, 60.0, 70.0), finished=False)
+    write_run(tmp_path, "W->A", "eval", 0, curve=(50.0, 60.0, 70.0))
+    runs = report.load_runs(tmp_path)
+    assert report.agreement_with_eval(runs) == [
+        "- A->W dann seed 0, tune: identical at 2 of 3 evaluations, largest difference 0.25 pp",
+        "- A->W dann seed 0, deploy: identical at 1 of 3 evaluations, largest difference 5.00 pp",
+    ]
+    assert "Target accuracy against Eval's, same seed" in report.to_markdown(runs, report.summarize(runs))
 
 
 def test_section_of_only_runs_in_progress_is_still_listed(tmp_path):
@@ -232,6 +248,10 @@ def test_benchmark_json_is_quoted_beside_the_runs(tmp_path, benchmark_json):
     assert "`python -m benchmarks --model dtn" in resnet
     deploy = cells(next(line for line in resnet.splitlines() if line.startswith("| deploy |")))
     assert deploy[1].startswith(f"{times['deploy']:.1f} [")
+    tune_row = cells(next(line for line in resnet.splitlines() if line.startswith("| tune |")))
+    record = json.loads(benchmark_json.read_text())["results"]["tune"]
+    assert tune_row[-1] == f"{record['f64_param_grad_rel_err']:.1e} / {record['f64_input_grad_rel_err']:.1e}"
+    assert float(tune_row[-1].split(" / ")[0]) < 1e-10
     assert imread(tmp_path / "benchmark_time_dtn_cpu.png").shape[0] > 100
     assert "![benchmark_time_dtn_cpu](benchmark_time_dtn_cpu.png)" in resnet
 
