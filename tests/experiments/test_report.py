@@ -8,7 +8,8 @@ import pytest
 from matplotlib.image import imread
 from torch.utils.tensorboard import SummaryWriter
 
-from experiments import report
+from experiments.report import figures, sweep, table
+from experiments.report.__main__ import main
 
 TASKS = ("A->W", "W->A")
 MODES = ("train", "eval", "tune")
@@ -64,7 +65,7 @@ def cells(line: str) -> list[str]:
 
 
 @pytest.fixture
-def sweep(tmp_path):
+def sweep_dir(tmp_path):
     for task in TASKS:
         for mode in MODES:
             for seed in SEEDS:
@@ -72,8 +73,8 @@ def sweep(tmp_path):
     return tmp_path / "sweep"
 
 
-def test_rows_equal_logged_values(sweep):
-    rows = report.summarize(report.load_runs(sweep))
+def test_rows_equal_logged_values(sweep_dir):
+    rows = table.summarize(sweep.load_runs(sweep_dir))
     assert [(row.group[0], row.mode) for row in rows] == [(task, mode) for task in TASKS for mode in MODES]
     for row in rows:
         (task, method), mode = row.group, row.mode
@@ -95,9 +96,9 @@ def test_rows_equal_logged_values(sweep):
         assert row.vs_train["accuracy"] == pytest.approx(MODES.index(mode))
 
 
-def test_cli_writes_the_table_and_one_panel_pngs(sweep, tmp_path, capsys):
+def test_cli_writes_the_table_and_one_panel_pngs(sweep_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert report.main([str(sweep), "--out", str(out)]) == 0
+    assert main([str(sweep_dir), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
     lines = text.splitlines()
     header = cells(next(line for line in lines if line.startswith("| task |")))
@@ -124,11 +125,11 @@ def test_cli_writes_the_table_and_one_panel_pngs(sweep, tmp_path, capsys):
 def test_run_in_progress_is_listed_and_never_averaged(tmp_path):
     write_run(tmp_path, "A->W", "tune", 0)
     write_run(tmp_path, "A->W", "tune", 1, finished=False)
-    runs = report.load_runs(tmp_path)
-    (row,) = report.summarize(runs)
+    runs = sweep.load_runs(tmp_path)
+    (row,) = table.summarize(runs)
     assert row.runs == 1 and row.metrics["accuracy"].mean == logged("A->W", "tune", 0)["acc"]
     assert row.metrics["accuracy"].std == 0.0
-    text = report.to_markdown(runs, [row])
+    text = table.to_markdown(runs, [row])
     assert "In progress (no results.json yet; not in the averages):" in text
     assert "- `A2W_tune_s1`: A->W dann tune seed 1, last logged at iteration 300" in text
     assert "(1 finished runs)" in text
@@ -141,21 +142,21 @@ def test_tune_and_deploy_curves_are_compared_with_evals_of_the_same_seed(tmp_pat
     write_run(tmp_path, "A->W", "tune", 1, curve=(50.0, 60.0, 70.0))  # no Eval run of seed 1
     write_run(tmp_path, "W->A", "tune", 0, curve=(50.0, 60.0, 70.0), finished=False)
     write_run(tmp_path, "W->A", "eval", 0, curve=(50.0, 60.0, 70.0))
-    runs = report.load_runs(tmp_path)
-    assert report.agreement_with_eval(runs) == [
+    runs = sweep.load_runs(tmp_path)
+    assert table.agreement_with_eval(runs) == [
         "- A->W dann seed 0, tune: identical at 2 of 3 evaluations, largest difference 0.25 pp",
         "- A->W dann seed 0, deploy: identical at 1 of 3 evaluations, largest difference 5.00 pp",
     ]
-    assert "Target accuracy against Eval's, same seed" in report.to_markdown(runs, report.summarize(runs))
+    assert "Target accuracy against Eval's, same seed" in table.to_markdown(runs, table.summarize(runs))
 
 
 def test_section_of_only_runs_in_progress_is_still_listed(tmp_path):
     write_run(tmp_path, "A->W", "eval", 0, finished=False)
-    runs = report.load_runs(tmp_path)
-    assert report.summarize(runs) == []
-    text = report.to_markdown(runs, [])
+    runs = sweep.load_runs(tmp_path)
+    assert table.summarize(runs) == []
+    text = table.to_markdown(runs, [])
     assert "(0 finished runs)" in text and "`A2W_eval_s0`" in text
-    assert report.plot(runs, [], tmp_path / "plots")[0].name == "accuracy_office31_resnet50_A2W_dann.png"
+    assert figures.plot(runs, [], tmp_path / "plots")[0].name == "accuracy_office31_resnet50_A2W_dann.png"
 
 
 @pytest.mark.parametrize(
@@ -172,9 +173,9 @@ def test_unusable_config_skips_the_run_with_a_warning(tmp_path, capsys, content,
     else:
         (bad / "config.json").write_text(content)
     with pytest.warns(UserWarning, match=f"run A2W_tune_s0: .*{why}.*: skipped"):
-        runs = report.load_runs(tmp_path)
+        runs = sweep.load_runs(tmp_path)
     assert [run.mode for run in runs] == ["eval"]
-    assert report.main([str(tmp_path)]) == 0
+    assert main([str(tmp_path)]) == 0
     printed = capsys.readouterr()
     assert "| A->W | dann | eval | 1 |" in printed.out
     assert printed.err.startswith("warning: run A2W_tune_s0: ") and printed.err.count("\n") == 1
@@ -187,7 +188,7 @@ def test_config_tag_of_earlier_engines_is_read_and_a_bad_one_skipped(tmp_path):
         with SummaryWriter(run_dir) as writer:
             writer.add_text("config", text)
     with pytest.warns(UserWarning, match="run A2W_tune_s0: its config tag is not JSON"):
-        runs = report.load_runs(tmp_path)
+        runs = sweep.load_runs(tmp_path)
     assert [(run.mode, run.setting("task")) for run in runs] == [("eval", "A->W")]
 
 
@@ -198,22 +199,22 @@ def test_missing_tags_show_dash_and_warn(tmp_path):
     missing = (r"2 run\(s\) lack memory/kept_for_backward_mib, memory/peak_mib \(shown as '-'\): "
                r"A2W_eval_s0, A2W_tune_s0")
     with pytest.warns(UserWarning, match=missing):
-        runs = report.load_runs(tmp_path)
-    rows = report.summarize(runs)
+        runs = sweep.load_runs(tmp_path)
+    rows = table.summarize(runs)
     tune = rows[2]
     assert tune.mode == "tune" and tune.metrics["peak_mib"] is None and tune.vs_train["peak_mib"] is None
-    line = next(line for line in report.to_markdown(runs, rows).splitlines() if "| tune |" in line)
+    line = next(line for line in table.to_markdown(runs, rows).splitlines() if "| tune |" in line)
     assert cells(line)[5] == "-" and cells(line)[7] == "-"
-    assert report.plot(runs, rows, tmp_path / "plots")
+    assert figures.plot(runs, rows, tmp_path / "plots")
 
 
 def test_gpu_runs_get_their_own_table_with_cuda_labels(tmp_path):
     write_run(tmp_path, "A->W", "eval", 0, device="cuda:0")
     write_run(tmp_path, "A->W", "eval", 1)
-    runs = report.load_runs(tmp_path)
-    rows = report.summarize(runs)
+    runs = sweep.load_runs(tmp_path)
+    rows = table.summarize(runs)
     assert [row.section[2] for row in rows] == ["cpu", "cuda"]
-    text = report.to_markdown(runs, rows)
+    text = table.to_markdown(runs, rows)
     assert "## office31 · resnet50 · cuda (1 finished runs)" in text
     assert "step peak MiB (probe step, CUDA max allocated)" in text and "peak MiB (CUDA max allocated)" in text
     assert text.count("peak RSS MiB") == 1
@@ -236,7 +237,7 @@ def test_benchmark_json_is_quoted_beside_the_runs(tmp_path, benchmark_json):
         (run_dir / "config.json").write_text(json.dumps({**config("A->W", mode, 0), "arch": "dtn"}))
     write_run(tmp_path, "A->W", "tune", 0, name="resnet50_tune")  # another backbone: the benchmark is not its own
     (tmp_path / "benchmark.json").write_bytes(benchmark_json.read_bytes())
-    assert report.main([str(tmp_path)]) == 0
+    assert main([str(tmp_path)]) == 0
     times = {mode: record["time_ms"] for mode, record in json.loads(benchmark_json.read_text())["results"].items()}
     dtn, resnet = (tmp_path / "report.md").read_text().split("## office31 · resnet50 · cpu")
     for mode in MODES:
@@ -256,23 +257,24 @@ def test_benchmark_json_is_quoted_beside_the_runs(tmp_path, benchmark_json):
     assert "![benchmark_time_dtn_cpu](benchmark_time_dtn_cpu.png)" in resnet
 
 
-def test_benchmark_option_must_name_a_file(sweep, tmp_path, capsys):
-    assert report.main([str(sweep), "--benchmark", str(tmp_path / "absent.json")]) == 2
+def test_benchmark_option_must_name_a_file(sweep_dir, tmp_path, capsys):
+    assert main([str(sweep_dir), "--benchmark", str(tmp_path / "absent.json")]) == 2
     assert capsys.readouterr().err.startswith("error: --benchmark")
-    assert not (sweep / "report.md").exists()
+    assert not (sweep_dir / "report.md").exists()
 
 
-def test_unusable_benchmark_json_is_not_quoted(sweep, capsys):
-    (sweep / "benchmark.json").write_text('{"meta": {}}')
-    assert report.main([str(sweep)]) == 0
-    assert capsys.readouterr().err.startswith(f"warning: benchmark {sweep / 'benchmark.json'}: not a benchmark JSON")
-    assert "Interleaved benchmark" not in (sweep / "report.md").read_text()
+def test_unusable_benchmark_json_is_not_quoted(sweep_dir, capsys):
+    (sweep_dir / "benchmark.json").write_text('{"meta": {}}')
+    assert main([str(sweep_dir)]) == 0
+    warning = f"warning: benchmark {sweep_dir / 'benchmark.json'}: not a benchmark JSON"
+    assert capsys.readouterr().err.startswith(warning)
+    assert "Interleaved benchmark" not in (sweep_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize("make", [lambda p: p / "absent", lambda p: p])
 def test_empty_or_missing_logdir_fails_clearly(tmp_path, capsys, make):
     logdir = make(tmp_path)
     with pytest.raises(FileNotFoundError):
-        report.load_runs(logdir)
-    assert report.main([str(logdir)]) == 2
+        sweep.load_runs(logdir)
+    assert main([str(logdir)]) == 2
     assert capsys.readouterr().err.startswith("error:")
