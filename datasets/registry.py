@@ -25,8 +25,7 @@ DOMAIN_SETS: dict[str, DomainSpec] = {
 }
 FINE_GRAINED_SETS = {"cub200": load_cub200, "aircraft": load_aircraft, "cars": load_cars}
 NAMES = (*DOMAIN_SETS, *FINE_GRAINED_SETS)
-_ALIASES = {"visda": "visda2017", "cub": "cub200", "fgvcaircraft": "aircraft", "stanfordcars": "cars",
-            "mnistuci": "digits"}
+_ALIASES = {"visda": "visda2017", "cub": "cub200", "fgvcaircraft": "aircraft", "stanfordcars": "cars"}
 
 
 def canonical_name(name: str) -> str:
