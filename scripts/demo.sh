@@ -7,6 +7,7 @@
 # One thread per process: on 2 shared cores, OpenMP threads spin-waiting on each other cost far more than they gain.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export LOG="${LOG:-logs/demo}" JOBS="${JOBS:-2}" WORKERS="${WORKERS:-0}"
-export PRETRAIN_ITERS="${PRETRAIN_ITERS:-300}" EPOCHS="${EPOCHS:-8}" ITERS="${ITERS:-25}" PRINT_FREQ="${PRINT_FREQ:-25}"
+export PRETRAIN_ITERS="${PRETRAIN_ITERS:-300}" EPOCHS="${EPOCHS:-8}" ITERS="${ITERS:-20}"
+export PRINT_FREQ="${PRINT_FREQ:-$ITERS}"  # one logging window per epoch
 export BATCH="${BATCH:-16}" BENCH_REPS="${BENCH_REPS:-30}"
 exec bash "$(dirname "${BASH_SOURCE[0]}")/digits.sh"

@@ -26,8 +26,18 @@ def file_name(*parts: str) -> str:
 
 
 def _save_figure(fig: plt.Figure, path: Path) -> None:
-    write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", dpi=110))
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def _iters_per_epoch(run: Run) -> int:
+    """The run's iterations per epoch, or 0 when its config does not say (then curves are drawn per epoch)."""
+    try:
+        return max(int(run.config.get("iters_per_epoch") or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -51,17 +61,17 @@ def _plot_curve(runs: list[Run], path: Path) -> None:
     """Target accuracy over training of one task and method: a line per run, coloured by BN mode."""
     fig, ax = plt.subplots(figsize=(6, 4))
     labelled = set()
+    in_iterations = all(_iters_per_epoch(run) for run in runs)
     for run in sorted(runs, key=lambda run: (order(run.mode, MODE_ORDER), run.name)):
-        per_epoch = int(run.config.get("iters_per_epoch", 0) or 0)
         steps, values = zip(*run.scalars[CURVE_TAG], strict=True)
-        x = [(step + 1) * per_epoch for step in steps] if per_epoch else list(steps)
+        x = [(step + 1) * _iters_per_epoch(run) for step in steps] if in_iterations else list(steps)
         label = run.mode + ("" if run.finished else " (in progress)")
         style = {**CURVE_STYLE.get(run.mode, {}), **({} if run.finished else {"linestyle": "--"})}
         ax.plot(x, values, color=f"C{order(run.mode, MODE_ORDER)[0]}", label=None if label in labelled else label,
                 **style)
         labelled.add(label)
     first = runs[0]
-    ax.set_xlabel("training iteration" if first.config.get("iters_per_epoch") else "epoch")
+    ax.set_xlabel("training iteration" if in_iterations else "epoch")
     ax.set_ylabel("target accuracy (%)")
     ax.set_title(f"{first.setting('dataset')} {first.setting('task')}, {first.setting('method')}, "
                  f"{first.setting('arch')}: target accuracy during training", fontsize=9)

@@ -278,3 +278,13 @@ def test_empty_or_missing_logdir_fails_clearly(tmp_path, capsys, make):
         sweep.load_runs(logdir)
     assert main([str(logdir)]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_curves_fall_back_to_epochs_when_the_config_lacks_iterations(tmp_path):
+    for mode, per_epoch in (("eval", None), ("tune", "many")):
+        run_dir = write_run(tmp_path, "A->W", mode, 0)
+        settings = {**config("A->W", mode, 0), "iters_per_epoch": per_epoch}
+        (run_dir / "config.json").write_text(json.dumps(settings))
+    runs = sweep.load_runs(tmp_path)
+    (path,) = [p for p in figures.plot(runs, table.summarize(runs), tmp_path / "plots") if "accuracy" in p.name]
+    assert imread(path).shape[0] > 100

@@ -65,7 +65,7 @@ def test_sweeps_skip_finished_runs_resume_interrupted_ones_and_take_overrides(tm
 
 
 @pytest.mark.parametrize(("script", "length", "batch"), [("digits.sh", "--epochs 10 -i 500", 32),
-                                                         ("demo.sh", "--epochs 8 -i 25", 16)])
+                                                         ("demo.sh", "--epochs 8 -i 20", 16)])
 def test_digits_sweep_pretrains_on_each_source_then_benchmarks_the_same_backbone(script, length, batch, tmp_path):
     result = run_script(script, DRY_RUN="1", LOG=str(tmp_path))
     assert result.returncode == 0, result.stderr
