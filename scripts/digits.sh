@@ -8,7 +8,9 @@
 #
 # Protocol (the defaults): pretraining PRETRAIN_ITERS=2000 iterations, batch 32, lr 0.05; transfer EPOCHS=10 x
 # ITERS=500 iterations, batch BATCH=32 per domain, lr 0.01 for every method (backbone 0.1x), target accuracy after
-# every epoch. Settings: see scripts/lib.sh, plus TASKS (default "M:U U:M"), PRETRAIN_ITERS, BATCH, PRINT_FREQ,
+# every epoch. Long enough to converge: in a 3,000-iteration check of this recipe (Eval mode), M -> U levelled off
+# from about 2,500 iterations (ERM 69%, DANN 79%, CDAN 79%) and U -> M too (ERM 50% from the start, DANN 60%,
+# CDAN 59%); the adversarial loss's weight only reaches 0.9 after 3,000 iterations. Settings: see scripts/lib.sh, plus TASKS (default "M:U U:M"), PRETRAIN_ITERS, BATCH, PRINT_FREQ,
 # WORKERS (data-loading processes per loader), JOBS (runs at a time, default 1; more only where cores are idle:
 # each run then prefixes its output with its name) and BENCH_REPS; ROOT is only a placeholder (the images come from
 # the packages), LOG defaults to logs/digits.
