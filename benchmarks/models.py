@@ -58,13 +58,19 @@ def resnet50_narrow() -> nn.Module:
 
 
 def random_model(name: str) -> nn.Module:
-    """A randomly initialised model: torchvision's, timm's when named 'timm:NAME', or resnet50_narrow."""
+    """A randomly initialised model: torchvision's, timm's when named 'timm:NAME', resnet50_narrow, or one of the
+    experiments' own backbones (e.g. 'dtn') with a 10-class linear head."""
     if name == "resnet50_narrow":
         return resnet50_narrow()
     if name.startswith("timm:"):
         import timm
 
         return timm.create_model(name.removeprefix("timm:"), pretrained=False)
+    from experiments.models import LOCAL_ARCHS
+
+    if name in LOCAL_ARCHS:
+        backbone = LOCAL_ARCHS[name]()
+        return nn.Sequential(backbone, nn.Linear(backbone.features, 10))
     return torchvision.models.get_model(name, weights=None)
 
 

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from datasets.aircraft import load_aircraft
 from datasets.cars import load_cars
 from datasets.cub200 import load_cub200
+from datasets.digits import DIGITS, load_digits_domain
 from datasets.domain_adaptation import DomainSpec, load_domain
 from datasets.office31 import OFFICE31
 from datasets.officehome import OFFICE_HOME
@@ -20,6 +21,7 @@ DOMAIN_SETS: dict[str, DomainSpec] = {
     "officehome": OFFICE_HOME,
     "visda2017": VISDA2017,
     "synthetic": dataclasses.replace(OFFICE31, title="Synthetic Office-31", archives=(), homepage=""),
+    "digits": DIGITS,
 }
 FINE_GRAINED_SETS = {"cub200": load_cub200, "aircraft": load_aircraft, "cars": load_cars}
 NAMES = (*DOMAIN_SETS, *FINE_GRAINED_SETS)
@@ -46,11 +48,15 @@ def get_dataset(
     """Load a dataset; the result has `.classes`, `.num_classes` and yields `(image, int label)`.
 
     Domain-adaptation sets (office31, officehome, visda2017, synthetic) need `domain` and ignore `split`: as in
-    TLlib, a whole domain is used both for training and for evaluation. Fine-tuning sets (cub200, aircraft, cars)
-    take no domain and a split of "train" or "test". `synthetic` is generated into `root` on first use and never
-    downloaded. Missing files raise DatasetNotFoundError saying what is expected where.
+    TLlib, a whole domain is used both for training and for evaluation. `digits` needs a domain (M, U) and, like
+    TLlib's digit benchmarks, has a "train" and a "test" split; it is read from installed packages, so `root` and
+    `download` play no part. Fine-tuning sets (cub200, aircraft, cars) take no domain and a split of "train" or
+    "test". `synthetic` is generated into `root` on first use and never downloaded. Missing files raise
+    DatasetNotFoundError saying what is expected where (for `digits`: which package to install).
     """
     key = canonical_name(name)
+    if key == "digits":
+        return load_digits_domain(domain, split, transform)
     if key == "synthetic":
         from datasets.synthetic import ensure_synthetic  # imported late so `python -m datasets.synthetic` runs clean
 

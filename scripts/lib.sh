@@ -82,7 +82,7 @@ sweep_da() {
 summarise() {
   if [ "${DRY_RUN:-0}" = 1 ]; then
     echo "python -m experiments.report $1"
-  elif [ -f experiments/report.py ]; then
+  elif [ -e experiments/report ] || [ -e experiments/report.py ]; then
     python -m experiments.report "$1"
   else
     grep -r --include=results.json -H '"best_target_acc"' "$1" | sed 's|/results.json:||'
