@@ -56,11 +56,11 @@ class Report:
         return "\n".join(lines)
 
 
-# Per device type: a call whose output has at most this many positions (batch x output pixels) recomputes the conv
-# output in backward (recompute.py) instead of folding (fold.py): for so small a feature map one more conv costs less
-# than the weight-sized fold. Measured on CPU (benchmarks: the host-bound preset); on CUDA a guess that the GPU check
-# refines. Either way the results are Eval mode's.
-RECOMPUTE_MAX_POSITIONS = {"cpu": 16, "cuda": 64}
+# A call whose output has at most this many positions (batch x output pixels) recomputes the conv output in backward
+# (recompute.py) instead of folding (fold.py): for so small a feature map one more conv costs less than the
+# weight-sized fold. Chosen on CPU with the benchmark's host-bound preset and single layers (the crossover lies
+# between 16 and 64 positions there); not yet tuned on a GPU. Either way the results are Eval mode's.
+RECOMPUTE_MAX_POSITIONS = 64
 
 
 @dataclass(eq=False)
@@ -91,8 +91,8 @@ def _folds(pair: _Pair, x: Tensor) -> bool:
     return x.dim() == pair.ndim and (pair.frozen or (not bn.training and bn.running_var is not None))
 
 
-def _recomputes(pair: _Pair, x: Tensor, device_type: str) -> bool:
-    limit = RECOMPUTE_MAX_POSITIONS.get(device_type, 16) * pair.stride_product * x.shape[1]
+def _recomputes(pair: _Pair, x: Tensor) -> bool:
+    limit = RECOMPUTE_MAX_POSITIONS * pair.stride_product * x.shape[1]
     return x.numel() <= limit and not is_compiling()  # compiled graphs plan their own memory: fold there
 
 
@@ -115,7 +115,7 @@ def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = 
             warnings.warn(f"tune: {TRAINING_MODE_NOTE}", stacklevel=4)  # the line that called the conv
         return type(conv).forward(conv, *args)
     device_type = x.device.type
-    if _recomputes(pair, x, device_type):
+    if _recomputes(pair, x):
         return conv_bn_recomputed(conv, bn, args, device_type)
     geometry = pair.geometry
     if geometry is None:

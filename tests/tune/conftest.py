@@ -8,11 +8,8 @@ STRATEGIES = {"fold": 0, "recompute": 10**12}  # positions up to which a pair re
 
 
 @pytest.fixture(params=list(STRATEGIES))
-def strategy(request):
+def strategy(request, monkeypatch):
     """Run the test once with every pair folding its weights and once with every pair recomputing its conv output
     (as tiny and large feature maps would choose), so that both ways of computing Tune mode are checked."""
-    saved = dict(convert.RECOMPUTE_MAX_POSITIONS)
-    convert.RECOMPUTE_MAX_POSITIONS.update(cpu=STRATEGIES[request.param], cuda=STRATEGIES[request.param])
-    yield request.param
-    convert.RECOMPUTE_MAX_POSITIONS.clear()
-    convert.RECOMPUTE_MAX_POSITIONS.update(saved)
+    monkeypatch.setattr(convert, "RECOMPUTE_MAX_POSITIONS", STRATEGIES[request.param])
+    return request.param
