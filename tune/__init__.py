@@ -1,13 +1,15 @@
 """Tune mode for ConvBN blocks (arXiv 2305.11624): Eval-mode results with less memory and time.
 
     import tune
-    report = tune.turn_on(model, mode="tune")   # in place; print(report) says what was converted and why not
+    tune.freeze_bn_stats(model)    # BN on running statistics, also through model.train()
+    report = tune.turn_on(model)   # in place; print(report) says what was converted and why not
 
 Depends on torch alone; copy this folder into your project.
 """
 
-from .convert import MODES, Report, turn_off, turn_on
+from .convert import MODES, turn_off, turn_on
 from .freeze import freeze_bn_stats, unfreeze_bn_stats
 from .memory import kept_for_backward
+from .report import Report
 
 __all__ = ["MODES", "Report", "freeze_bn_stats", "kept_for_backward", "turn_off", "turn_on", "unfreeze_bn_stats"]

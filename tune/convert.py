@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -24,38 +24,9 @@ from .fold import FoldedConv, folded_weight_and_bias
 from .geometry import ConvGeometry, batched_ndim, conv_geometry, static_geometry, weight_layout
 from .layers import always_running_stats, has_activation
 from .recompute import conv_bn_recomputed
+from .report import TRAINING_MODE_NOTE, Report
 
 MODES = ("tune", "deploy")
-TRAINING_MODE_NOTE = (
-    "a pair whose BN is in training mode (batch statistics) runs as Conv then BN and saves nothing; Tune mode "
-    "applies while BN uses running statistics: call model.eval(), or tune.freeze_bn_stats(model) to keep BN on "
-    "running statistics through model.train() when fine-tuning"
-)
-
-
-@dataclass
-class Report:
-    """What turn_on did: converted pairs as (conv name, BN name), every BN-like module left alone with why, and the
-    converted pairs' BN layers that are in training mode now (they save nothing until they use running statistics)."""
-
-    mode: str
-    pairs: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    in_training_mode: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        verb = "folded permanently" if self.mode == "deploy" else "converted"
-        lines = [f"tune (mode={self.mode!r}): {len(self.pairs)} Conv->BN pairs {verb}, "
-                 f"{len(self.skipped)} BN layers left as they were"]
-        if self.in_training_mode:
-            lines.append(f"  note: {len(self.in_training_mode)} of these BN layers are in training mode: "
-                         f"{TRAINING_MODE_NOTE}")
-        lines += [f"  left alone: {name}: {reason}" for name, reason in self.skipped[:10]]
-        if len(self.skipped) > 10:
-            lines.append(f"  ... and {len(self.skipped) - 10} more (see report.skipped)")
-        return "\n".join(lines)
-
-
 # A call whose output has at most this many positions (batch x output pixels) recomputes the conv output in backward
 # (recompute.py) instead of folding (fold.py): for so small a feature map one more conv costs less than the
 # weight-sized fold. Chosen on CPU with the benchmark's host-bound preset and single layers (the crossover lies
@@ -172,9 +143,9 @@ def turn_on(model: nn.Module, mode: str = "tune") -> Report:
         raise ValueError(f"unknown mode {mode!r}: tune.turn_on accepts mode={' or '.join(map(repr, MODES))}")
     if mode == "deploy":
         turn_off(model)
-    found = find_pairs(model)
-    report = Report(mode, found.pairs, found.skipped)
-    for conv_name, bn_name in found.pairs:
+    report = find_pairs(model)
+    report.mode = mode
+    for conv_name, bn_name in report.pairs:
         if mode == "deploy":
             _fold_permanently(model, conv_name, bn_name)
             continue

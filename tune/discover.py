@@ -15,20 +15,12 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch.fx as fx
 from torch import nn
 
 from .layers import is_bn_like, is_conv_like, pair_problem
-
-
-@dataclass
-class Discovery:
-    """Pairs (conv name, BN name) that can be folded and, for every other BN-like module, why not."""
-
-    pairs: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+from .report import Report
 
 
 class _LeafTracer(fx.Tracer):
@@ -210,7 +202,7 @@ def _untraced_reason(name: str, failures: dict[str, str]) -> str:
     return failures[max(owners, key=len)]
 
 
-def find_pairs(model: nn.Module) -> Discovery:
+def find_pairs(model: nn.Module) -> Report:
     """Every foldable Conv -> BN pair of `model`, and every BN-like module left alone with the reason.
 
     Whatever tracing or probing a conv's forward stores on a module (fx proxies in a cache, say) is undone."""
@@ -218,13 +210,13 @@ def find_pairs(model: nn.Module) -> Discovery:
         return _judge_model(model)
 
 
-def _judge_model(model: nn.Module) -> Discovery:
+def _judge_model(model: nn.Module) -> Report:
     verdicts, failures = _trace_in_both_modes(model)
     names_of: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         names_of.setdefault(id(module), []).append(name)
     modules = dict(model.named_modules())
-    found = Discovery()
+    found = Report()
     for name, bn in modules.items():
         if not is_bn_like(bn):
             continue
