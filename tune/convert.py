@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -47,13 +47,13 @@ class _Pair:
     stride_product: int  # input positions per output position; 0 for ConvTranspose, which always folds
     eps_value: float = 0.0  # the bn.eps that `eps` holds
     eps: Tensor | None = None  # bn.eps as a 0-dim CPU tensor: adding it costs one op, a Python float several
-    warned: bool = False  # a training step with batch statistics was warned about
+    warned: set = field(default_factory=set)  # shared by a turn_on's pairs: holds True once one warned
 
 
-def _pair(conv: nn.Module, bn: nn.Module) -> _Pair:
+def _pair(conv: nn.Module, bn: nn.Module, warned: set) -> _Pair:
     stride_product = 1 if isinstance(conv, nn.Linear) else 0 if conv.transposed else math.prod(conv.stride)
     return _Pair(conv, bn, batched_ndim(conv), always_running_stats(bn), has_activation(bn), static_geometry(conv),
-                 stride_product)
+                 stride_product, warned=warned)
 
 
 def _folds(pair: _Pair, x: Tensor) -> bool:
@@ -82,7 +82,7 @@ def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = 
     args = (x,) if output_size is None else (x, output_size)
     if not _folds(pair, x):
         if bn.training and not pair.warned and torch.is_grad_enabled():
-            pair.warned = True
+            pair.warned.add(True)  # one warning per turn_on, not one per pair
             warnings.warn(f"tune: {TRAINING_MODE_NOTE}", stacklevel=4)  # the line that called the conv
         return type(conv).forward(conv, *args)
     device_type = x.device.type
@@ -145,11 +145,12 @@ def turn_on(model: nn.Module, mode: str = "tune") -> Report:
         turn_off(model)
     report = find_pairs(model)
     report.mode = mode
+    warned: set = set()
     for conv_name, bn_name in report.pairs:
         if mode == "deploy":
             _fold_permanently(model, conv_name, bn_name)
             continue
-        pair = _pair(model.get_submodule(conv_name), model.get_submodule(bn_name))
+        pair = _pair(model.get_submodule(conv_name), model.get_submodule(bn_name), warned)
         pair.conv.forward = partial(_tuned_conv_forward, pair)
         pair.bn.forward = partial(_tuned_bn_forward, pair)
         if pair.bn.training and not pair.frozen:

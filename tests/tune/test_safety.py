@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -188,6 +189,7 @@ def test_branch_taken_only_in_training_is_seen():
     assert model.training is False and model.conv.training is False
 
 
+@pytest.mark.filterwarnings("ignore:tune. a pair whose BN is in training mode")
 def test_models_mode_is_restored_after_discovery():
     model = randomize_bn(Backbone()).train()
     model.bn.eval()
@@ -218,6 +220,7 @@ def test_discovery_leaves_no_fx_proxy_in_state_a_forward_caches():
     assert model(X).shape == X.shape and model.scale == X.shape[-1]
 
 
+@pytest.mark.filterwarnings("ignore:tune. a pair whose BN is in training mode")
 def test_detector_backbone_with_frozen_bn_is_converted_and_the_detector_still_runs():
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
