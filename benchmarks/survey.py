@@ -260,8 +260,14 @@ def _check_left_alone(model: nn.Module, x: Tensor, stages: Stages) -> dict:
     return record
 
 
-def _child(name: str, memory_bytes: float) -> None:
+# How a child makes tune compute the pairs: as turn_on chooses by feature-map size, or every call one way.
+STRATEGIES = {"auto": None, "fold": 0, "recompute": 10**12}
+
+
+def _child(name: str, memory_bytes: float, strategy: str) -> None:
     """Survey one model and print its record as the last line of stdout (a crash is a record too)."""
+    if STRATEGIES[strategy] is not None:
+        tune.convert.RECOMPUTE_MAX_POSITIONS = STRATEGIES[strategy]
     stages = Stages()
     try:
         record = {"status": "ok", **check_model(name, stages, memory_bytes)}
@@ -274,8 +280,9 @@ def _child(name: str, memory_bytes: float) -> None:
     print(json.dumps(record, default=str))
 
 
-def run_isolated(name: str, timeout: float, memory_gib: float) -> dict:
-    """Survey one model in a subprocess limited to `timeout` seconds and `memory_gib` GiB of address space."""
+def run_isolated(name: str, timeout: float, memory_gib: float, strategy: str = "auto", threads: int = 1) -> dict:
+    """Survey one model in a subprocess limited to `timeout` seconds and `memory_gib` GiB of address space, on
+    `threads` CPU threads."""
     limit = int(memory_gib * 2**30)
 
     def limit_memory() -> None:
@@ -284,8 +291,9 @@ def run_isolated(name: str, timeout: float, memory_gib: float) -> dict:
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "benchmarks.survey", "--child", name,
-                               "--memory-gib", str(memory_gib)], capture_output=True,
-                              text=True, timeout=timeout, preexec_fn=limit_memory, env={**os.environ},
+                               "--memory-gib", str(memory_gib), "--strategy", strategy], capture_output=True,
+                              text=True, timeout=timeout, preexec_fn=limit_memory,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)},
                               cwd=Path(__file__).resolve().parent.parent)
     except subprocess.TimeoutExpired as timeout_error:
         partial = timeout_error.stderr or ""
@@ -403,10 +411,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--memory-gib", type=float, default=12, help="address-space limit per model")
     parser.add_argument("--jobs", type=int, default=1, help="models surveyed at the same time")
     parser.add_argument("--summary", action="store_true", help="only print the summary table of the --out JSON")
+    parser.add_argument("--strategy", choices=list(STRATEGIES), default="auto",
+                        help="how pairs compute: as turn_on chooses by feature-map size (auto), or always fold, or "
+                             "always recompute the conv output (at the survey's small inputs auto mostly recomputes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.memory_gib * 2**30)
+        _child(args.child, args.memory_gib * 2**30, args.strategy)
         return []
     out = args.out or Path("results") / f"survey_{datetime.date.today().isoformat()}.json"
     records: dict[str, dict] = {}
@@ -422,9 +433,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = [name for name in args.models or survey_models() if not (args.resume and name in records)]
     meta = {"command": " ".join(["python -m benchmarks.survey", *(argv if argv is not None else sys.argv[1:])]),
             "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "rtol": RTOL, "kept_limit": KEPT_LIMIT}
+            "torchvision": torchvision.__version__, "rtol": RTOL, "kept_limit": KEPT_LIMIT,
+            "strategy": args.strategy}
     with ThreadPoolExecutor(args.jobs) as pool:
-        running = [pool.submit(run_isolated, name, args.timeout, args.memory_gib) for name in models]
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)  # more threads than cores spin-wait against each other
+        running = [pool.submit(run_isolated, name, args.timeout, args.memory_gib, args.strategy, threads)
+                   for name in models]
         for index, done in enumerate(as_completed(running), 1):
             record = done.result()
             records[record["model"]] = record
