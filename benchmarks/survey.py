@@ -152,10 +152,12 @@ def _pickles(model: nn.Module, x: Tensor, want: list[Tensor]) -> dict:
 
 
 def _resolution(model: nn.Module) -> int:
-    """The smallest survey resolution the model runs at in train and in eval mode (batch 2, float32, no gradients);
-    train mode may update its BN statistics, which are randomised afterwards."""
+    """The smallest survey resolution the model runs at in train and in eval mode (batch 2, float32, no gradients),
+    else the input size a timm model declares (attention with a fixed grid runs at that size only); train mode may
+    update its BN statistics, which are randomised afterwards."""
     failure = None
-    for size in RESOLUTIONS:
+    declared = getattr(model, "pretrained_cfg", {}).get("input_size", (None,))[-1]
+    for size in (*RESOLUTIONS, *([declared] if declared and declared not in RESOLUTIONS else [])):
         try:
             with torch.no_grad():
                 for training in (True, False):
@@ -163,7 +165,7 @@ def _resolution(model: nn.Module) -> int:
             return size
         except Exception as exc:  # noqa: BLE001 - too small for this model: try the next size
             failure = exc
-    raise RuntimeError(f"runs at none of {RESOLUTIONS}: {failure}")
+    raise RuntimeError(f"runs at none of {RESOLUTIONS} nor at its declared input size: {failure}")
 
 
 def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
@@ -264,6 +266,11 @@ def _check_left_alone(model: nn.Module, x: Tensor, stages: Stages) -> dict:
 STRATEGIES = {"auto": None, "fold": 0, "recompute": 10**12}
 
 
+def _out_of_memory(exc: Exception) -> bool:
+    """Whether `exc` is the child's memory limit speaking (Python's MemoryError or torch's allocator refusing)."""
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(exc)
+
+
 def _child(name: str, memory_bytes: float, strategy: str) -> None:
     """Survey one model and print its record as the last line of stdout (a crash is a record too)."""
     if STRATEGIES[strategy] is not None:
@@ -272,7 +279,8 @@ def _child(name: str, memory_bytes: float, strategy: str) -> None:
     try:
         record = {"status": "ok", **check_model(name, stages, memory_bytes)}
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the parent collects every model
-        record = {"status": "model-error" if stages.now == "build" else "crash", "stage": stages.now,
+        status = ("out-of-memory" if _out_of_memory(exc) else "model-error" if stages.now == "build" else "crash")
+        record = {"status": status, "stage": stages.now,
                   "error": f"{type(exc).__name__} in {stages.now}: {str(exc)[:300]}"}
     stages.enter("done")
     record["seconds"] = round(sum(stages.seconds.values()), 1)
@@ -421,18 +429,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     out = args.out or Path("results") / f"survey_{datetime.date.today().isoformat()}.json"
     records: dict[str, dict] = {}
+    commands: list[str] = []  # every command that wrote into `out`, oldest first
     if args.update or args.summary:
         if not out.is_file():
             parser.exit(2, f"error: --update and --summary need an existing survey JSON; {out} does not exist\n")
-        records = {r["model"]: r for r in json.loads(out.read_text())["models"]}
+        existing = json.loads(out.read_text())
+        records = {r["model"]: r for r in existing["models"]}
+        old_meta = existing.get("meta", {})
+        commands = old_meta.get("commands", [old_meta["command"]] if "command" in old_meta else [])
     elif out.exists():
         parser.exit(2, f"error: {out} exists; pass --update to rerun models into it, or choose another --out\n")
     if args.summary:
         print(summary(list(records.values())))
         return list(records.values())
     models = [name for name in args.models or survey_models() if not (args.resume and name in records)]
-    meta = {"command": " ".join(["python -m benchmarks.survey", *(argv if argv is not None else sys.argv[1:])]),
-            "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+    command = " ".join(["python -m benchmarks.survey", *(argv if argv is not None else sys.argv[1:])])
+    meta = {"commands": [*commands, command], "date": datetime.date.today().isoformat(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "rtol": RTOL, "kept_limit": KEPT_LIMIT,
             "strategy": args.strategy}
     with ThreadPoolExecutor(args.jobs) as pool:

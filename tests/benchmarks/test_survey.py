@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks import survey
 
@@ -78,3 +79,11 @@ def test_resume_surveys_only_the_models_without_a_record(tmp_path):
     assert survey.main(["--out", str(out), "--update", "--resume", "--models", "timm:good"]) == [GOOD]
     assert json.loads(out.read_text())["models"] == [GOOD]
     assert survey.main(["--out", str(out), "--summary"]) == [GOOD]
+
+
+def test_an_allocation_past_the_memory_limit_is_out_of_memory_not_a_crash():
+    with pytest.raises(RuntimeError) as refused:
+        torch.empty(2**50, dtype=torch.uint8)  # a PiB: the CPU allocator refuses it
+    assert survey._out_of_memory(refused.value)
+    assert not survey._out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert "out-of-memory" in survey.findings({**GOOD, "status": "out-of-memory", "error": str(refused.value)})
