@@ -229,17 +229,24 @@ def _errors(got: dict, want: dict) -> dict[str, float]:
             "grad_error": worst_grad if grads.keys() == wanted.keys() else float("inf")}
 
 
+NOISE_SAMPLES = 3  # draws of Eval's rounding noise; the largest is the limit
+
+
 def _rounding_noise(model: nn.Module, x: Tensor, reference: dict) -> dict[str, float]:
-    """How far Eval itself moves when every BN variance changes by a relative 1e-14 (some 50 float64 roundings):
-    a deep random network can amplify rounding past RTOL, and Tune's own roundings are then measured against this."""
+    """How far Eval itself moves, at most over NOISE_SAMPLES tries, when every BN variance changes by a random
+    relative 1e-14 (some 50 float64 roundings): a deep random network can amplify rounding past RTOL, and Tune's own
+    roundings are then measured against this spread, not against one draw of it."""
     tuned = tune.turn_off(model)
     generator = torch.Generator().manual_seed(1)
     variances = [m.running_var for m in model.modules() if is_bn_like(m) and m.running_var is not None]
     saved = [v.clone() for v in variances]
-    with torch.no_grad():
-        for v in variances:
-            v.mul_(1 + 1e-14 * (2 * torch.rand(v.shape, generator=generator, dtype=v.dtype) - 1))
-    noise = _errors(_run(model, x, backward=True), reference)
+    noise: dict[str, float] = {}
+    for _ in range(NOISE_SAMPLES):
+        with torch.no_grad():
+            for v, old in zip(variances, saved, strict=True):
+                v.copy_(old).mul_(1 + 1e-14 * (2 * torch.rand(v.shape, generator=generator, dtype=v.dtype) - 1))
+        sample = _errors(_run(model, x, backward=True), reference)
+        noise = {k: max(noise.get(k, 0.0), value) for k, value in sample.items()}
     with torch.no_grad():
         for v, old in zip(variances, saved, strict=True):
             v.copy_(old)
