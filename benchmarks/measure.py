@@ -22,9 +22,9 @@ from benchmarks import workloads
 from benchmarks.modes import MODES, Bench, prepare
 from benchmarks.workloads import Batch
 from experiments import memory
+from experiments.memory import MIB
 from experiments.utils import synchronize
 
-MIB = 2**20
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -392,8 +392,7 @@ def summary(records: list[dict]) -> str:
              ("BNs fed directly by a conv (hook count)", str(sum(r["hook_count"] for r in with_bn)))]
     rows += [(f"missed: {category}", str(count)) for category, count in sorted(misses.items())]
     wide = [r for r in with_bn if r["dtype"] == "float64" and "rounding_noise" not in r]
-    worst = max((max(r["forward_error"], r["input_grad_error"], r["grad_error"], r["deploy_error"]) for r in wide),
-                default=0.0)
+    worst = max((max(r[k] for k in (*ERRORS, "deploy_error")) for r in wide), default=0.0)
     rows.append(("compared with Eval's own rounding noise (past 1e-9)",
                  names([r["model"] for r in with_bn if "rounding_noise" in r]) or "0"))
     rows.append(("compared in float32 (too large for float64)", names([r["model"] for r in with_bn
@@ -442,8 +441,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.exit(2, f"error: --update and --summary need an existing survey JSON; {out} does not exist\n")
         existing = json.loads(out.read_text())
         records = {r["model"]: r for r in existing["models"]}
-        old_meta = existing.get("meta", {})
-        commands = old_meta.get("commands", [old_meta["command"]] if "command" in old_meta else [])
+        commands = existing.get("meta", {}).get("commands", [])
     elif out.exists():
         parser.exit(2, f"error: {out} exists; pass --update to rerun models into it, or choose another --out\n")
     if args.summary:

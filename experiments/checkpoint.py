@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from experiments.memory import MIB
 from experiments.utils import ExperimentError
 
 FILENAME = "checkpoint.pt"
@@ -30,7 +31,6 @@ KEYS = ("model", "optimizer", "scheduler", "step", "evaluated_epochs", "scores",
 # any other difference means a different experiment.
 RESUMABLE_CHANGES = frozenset({"root", "download", "epochs", "log", "workers", "print_freq", "device", "torch",
                                "bad_image_limit"})
-MIB = 2**20
 
 
 class CheckpointError(ExperimentError):

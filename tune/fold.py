@@ -160,4 +160,3 @@ class FoldedConv(torch.autograd.Function):
             # dW' is ours alone: scaling it in place saves a weight-sized allocation and pass.
             grad_weight = _cast(wide_grad.mul_(factor), weight.dtype)
         return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None, None, None
-

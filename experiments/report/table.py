@@ -195,8 +195,8 @@ def _benchmark_table(bench: Benchmark) -> list[str]:
             lines.append(f"| {mode} | {record.get('status', '-')} | | | | | |")
             continue
         ms = record.get("time_ms")
-        changes = [f"{100 * (ms / bench.ms(base) - 1):+.1f}%" if ms and bench.ms(base) else "-"
-                   for base in ("train", "eval")]
+        ratios = [record.get(f"vs_{base}", {}).get("time_ms") for base in ("train", "eval")]
+        changes = ["-" if ratio is None else f"{100 * (ratio - 1):+.1f}%" for ratio in ratios]
         spread = f" [{record['time_ms_q1']:.1f}-{record['time_ms_q3']:.1f}]" if "time_ms_q1" in record else ""
         figures = [_number(record.get(key), "{:.2f}") for key in ("kept_mib", "step_peak_mib")]
         errors = [record.get(f"f64_{part}_grad_rel_err") for part in ("param", "input")]
