@@ -19,15 +19,18 @@ import torch
 
 from benchmarks.measure import AUTOCAST_DTYPES, measure
 from benchmarks.modes import MODES
-from benchmarks.report import add_ratios, format_table, metadata, plot, save, write_json
-from benchmarks.workloads import DETECTORS
+from benchmarks.report import add_ratios, format_precision_table, format_table, metadata, plot, save, write_json
+from benchmarks.workloads import DETECTORS, TASKS
 
 # Named settings; options given on the command line win. host-bound: ResNet-50's 53 Conv->BN pairs with narrow
 # 3x3 convs, batch 1 at 32 px on one thread, so a step is mostly the per-op cost a GPU step pays on the host (no
 # Train mode: batch statistics of one 1x1 feature map do not exist).
+# attack: the adversarial-example use (a frozen eval-mode ResNet-50, gradients for the input alone).
 PRESETS = {
     "host-bound": dict(model="resnet50_narrow", batch_size=1, resolution=32, threads=1, reps=30,
                        modes=["eval", "tune", "deploy", "mmengine"]),
+    "attack": dict(task="attack", model="resnet50", batch_size=16, resolution=160, reps=20,
+                   modes=["eval", "tune", "deploy", "mmengine"]),
 }
 
 
@@ -45,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=list(PRESETS), help="named settings (explicit options still win)")
     parser.add_argument("--model", default="resnet50",
                         help=f"torchvision classifier, timm:NAME, resnet50_narrow, or one of {', '.join(DETECTORS)}")
+    parser.add_argument("--task", choices=TASKS, default="train",
+                        help="train: every gradient; attack: a classifier with frozen parameters, the input's "
+                             "gradient alone (one PGD iteration)")
     parser.add_argument("--batch-size", type=_positive, default=16, help="images per step")
     parser.add_argument("--resolution", type=_positive, default=160, help="image side in pixels")
     parser.add_argument("--dtype", choices=["float32", *AUTOCAST_DTYPES], default="float32",
@@ -70,19 +76,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point: measure, print the table, write the JSON and the PNG when asked; returns the JSON."""
+    """CLI entry point: measure, print the table, write the JSON and the PNG when asked; returns the JSON.
+
+    The JSON is rewritten (atomically) after every stage of the measurement with `"complete": false`, so that a run
+    stopped by a time limit still leaves every mode it measured."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = measure(args)
-    add_ratios(results)
-    print(format_table(results))
-    output = {"meta": metadata(args, argv), "results": results}
+    meta = metadata(args, argv)
+
+    def document(results: dict[str, dict], complete: bool) -> dict:
+        add_ratios(results)
+        return {"meta": meta, "complete": complete, "results": results}
+
+    def progress(results: dict[str, dict]) -> None:
+        if args.json:
+            write_json(document(results, complete=False), args.json)
+
+    output = document(measure(args, progress), complete=True)
+    print(format_table(output["results"]))
+    precision = format_precision_table(output["results"])
+    if precision:
+        print("\nrelative L2 gradient error against float64, per kind (in parentheses: the mode in float64):")
+        print(precision)
     if args.json:
         save(args.json, partial(write_json, output))
     if args.png:
-        save(args.png, partial(plot, results))
+        save(args.png, partial(plot, output["results"]))
     return output
 
 

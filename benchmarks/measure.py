@@ -11,6 +11,7 @@ import argparse
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import torch
@@ -24,6 +25,7 @@ from benchmarks.workloads import Batch
 from experiments import memory
 from experiments.memory import MIB
 from experiments.utils import synchronize
+from tune.layers import is_bn_like, is_conv_like
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -63,12 +65,49 @@ def max_relative_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -
     return max(errors, default=float("nan"))
 
 
-def compare(grads: dict[str, Tensor], ref_grads: dict[str, Tensor], params: set[str]) -> dict:
-    """Max relative errors of the gradients of the parameters named in `params`, and of the input's."""
+GRADIENT_KINDS = ("conv weight", "BN gamma", "BN beta", "other", "input")
+
+
+def gradient_kinds(model: nn.Module) -> dict[str, str]:
+    """Each parameter's kind for the per-kind error figures: the weight of a conv or linear layer, a BN's gamma or
+    beta, or any other parameter (conv biases, heads' other parameters)."""
+    kinds = {}
+    for module_name, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            if is_conv_like(module) and name == "weight":
+                kind = "conv weight"
+            elif is_bn_like(module) and name in ("weight", "bias"):
+                kind = "BN gamma" if name == "weight" else "BN beta"
+            else:
+                kind = "other"
+            kinds[f"{module_name}.{name}" if module_name else name] = kind
+    return {**kinds, "input": "input"}
+
+
+def relative_l2_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float:
+    """||g - r|| / ||r|| over all the tensors named in both dicts taken together: unlike the largest elementwise
+    error, a few ReLU or max-pool decisions that rounding flips barely move it, so it shows the arithmetic."""
+    names = [name for name in grads if name in reference]
+    if not names:
+        return float("nan")
+    error = sum((grads[n].double() - reference[n]).square().sum() for n in names)
+    size = sum(reference[n].square().sum() for n in names)
+    return (error / size.clamp_min(torch.finfo(torch.float64).tiny)).sqrt().item()
+
+
+def compare(grads: dict[str, Tensor], ref_grads: dict[str, Tensor], params: set[str], kinds: dict[str, str]) -> dict:
+    """Max relative errors of the gradients of the parameters named in `params` and of the input's, and the
+    relative L2 error per kind of tensor (GRADIENT_KINDS; kinds with nothing compared are left out)."""
     compared = {name: grad for name, grad in grads.items() if name in params}
+    with_input = {**compared, "input": grads["input"]}
+    by_kind = {
+        kind: relative_l2_error({n: g for n, g in with_input.items() if kinds.get(n) == kind}, ref_grads)
+        for kind in GRADIENT_KINDS
+    }
     return {
         "param_grad_rel_err": max_relative_error(compared, ref_grads),
         "input_grad_rel_err": max_relative_error({"input": grads["input"]}, ref_grads),
+        "grad_rel_l2_by_kind": {kind: error for kind, error in by_kind.items() if error == error},  # NaN: none
         "params_compared": f"{len(compared)}/{len(ref_grads) - 1}",
     }
 
@@ -84,7 +123,7 @@ def gradient_errors(
         for name, p in bench.model.named_parameters()
         if name in ref_params and torch.equal(p.detach().double(), ref_params[name].detach())
     }
-    return compare(gradients(bench, batch, cast), ref_grads, unchanged)
+    return compare(gradients(bench, batch, cast), ref_grads, unchanged, gradient_kinds(reference))
 
 
 def kept_mib(bench: Bench, batch: Batch, cast: AbstractContextManager) -> float:
@@ -145,13 +184,15 @@ def check_gradients(benches: list[Bench], base: nn.Module, batch: Batch, cast: A
 
 def measure_memory(bench: Bench, batch: Batch, cast: AbstractContextManager, warmup: int,
                    device: torch.device) -> None:
-    """Record kept-for-backward bytes (where hooks see them), then after warm-up the step peak, resident state and
-    aten ops per step."""
+    """Record kept-for-backward bytes (where hooks see them), then after warm-up (first-use workspaces and cuDNN's
+    algorithm search are behind) the step peak, resident state and aten ops per step."""
     if not MODES[bench.name].compiled:
         bench.result["kept_mib"] = bench.attempt(kept_mib, bench, batch, cast)
     for _ in range(warmup):
         bench.attempt(train_step, bench, batch, cast)
     bench.result["step_peak_mib"] = bench.attempt(step_peak_mib, bench, batch, cast, device)
+    if device.type == "cuda":  # the allocator's peak reservation in that step (reset with the allocated peak)
+        bench.result["step_reserved_mib"] = torch.cuda.max_memory_reserved(device) / MIB
     bench.result["resident_mib"] = bench.attempt(resident_mib, bench, batch)
     bench.result["aten_ops"] = bench.attempt(aten_ops_per_step, bench, batch, cast)
 
@@ -166,19 +207,27 @@ def time_round_robin(benches: list[Bench], batch: Batch, cast: AbstractContextMa
                 bench.times_ms.append(elapsed)
 
 
-def measure(args: argparse.Namespace) -> dict[str, dict]:
-    """Run every requested mode and return its status and figures, keyed by mode name."""
+def measure(args: argparse.Namespace, progress: Callable[[dict[str, dict]], None] = lambda results: None
+            ) -> dict[str, dict]:
+    """Run every requested mode and return its status and figures, keyed by mode name; `progress` receives the
+    figures so far after every stage (gradient check, each mode's memory, timing)."""
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    base, batch = workloads.build(args.model, args.batch_size, args.resolution, device)
+    base, batch = workloads.build(args.model, args.batch_size, args.resolution, device, args.task)
     cast = torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(args.dtype), enabled=args.dtype in AUTOCAST_DTYPES)
     benches = [prepare(name, base, args.optimizer_step) for name in args.modes]
+
+    def results() -> dict[str, dict]:
+        return {bench.name: summarize(bench) for bench in benches}
+
     if batch.float64 is not None and not args.no_grad_check:  # a detector in float64 takes too long
         check_gradients(benches, base, batch, cast, device)  # first: no optimizer step has changed the weights yet
+        progress(results())
     for bench in benches:
         measure_memory(bench, batch, cast, args.warmup, device)
+        progress(results())
     time_round_robin(benches, batch, cast, args.reps, device)
-    return {bench.name: summarize(bench) for bench in benches}
+    return results()
 
 
 def summarize(bench: Bench) -> dict:

@@ -116,6 +116,7 @@ def prepare(name: str, base: nn.Module, optimizer_step: bool) -> Bench:
     prepared = bench.attempt(mode.prepare, bench.model)
     if prepared:
         bench.run, bench.result["note"] = prepared
-        if optimizer_step:
-            bench.optimizer = torch.optim.SGD(bench.model.parameters(), lr=1e-3, momentum=0.9)
+        trainable = [p for p in bench.model.parameters() if p.requires_grad]
+        if optimizer_step and trainable:
+            bench.optimizer = torch.optim.SGD(trainable, lr=1e-3, momentum=0.9)
     return bench

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
 import torch
 import torchvision
+
+from benchmarks.measure import GRADIENT_KINDS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -79,6 +83,25 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def format_precision_table(results: dict[str, dict]) -> str:
+    """A Markdown table of each mode's relative L2 gradient error against the float64 reference, per kind of
+    tensor: as run, and with the mode's own float64 copy (which shows whether the mode computes Eval's function
+    exactly). Empty when no mode's gradients were checked."""
+    checked = {name: r for name, r in results.items() if r.get("grad_rel_l2_by_kind")}
+    if not checked:
+        return ""
+    header = ["mode", *(f"{kind} (float64)" for kind in GRADIENT_KINDS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in checked.items():
+        as_run, exact = r["grad_rel_l2_by_kind"], r.get("f64_grad_rel_l2_by_kind", {})
+        cells = [
+            "n/a" if kind not in as_run else f"{as_run[kind]:.1e}" + (f" ({exact[kind]:.0e})" if kind in exact else "")
+            for kind in GRADIENT_KINDS
+        ]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def _iqr_errors(records: list[dict]) -> list[list[float]]:
     """Matplotlib's asymmetric error bars from the median down to Q1 and up to Q3 of the step times."""
     timed = [r if "time_ms" in r else {"time_ms": 0, "time_ms_q1": 0, "time_ms_q3": 0} for r in records]
@@ -101,27 +124,62 @@ def plot(results: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _nvidia_smi() -> str | None:
+    """The GPU, driver and memory as nvidia-smi reports them, or None where it is not installed."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def numerics_flags() -> dict:
+    """The settings that change what a float32 GPU step computes or how it is timed: TF32 for convs and matmuls
+    (on by default for cuDNN convs on Ampere and later), cuDNN autotuning and determinism."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    flags = {
+        "cudnn.allow_tf32": cudnn.allow_tf32,
+        "cuda.matmul.allow_tf32": matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn.benchmark": cudnn.benchmark,
+        "cudnn.deterministic": cudnn.deterministic,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):  # torch >= 2.9
+        flags["cudnn.conv.fp32_precision"] = cudnn.conv.fp32_precision
+    return flags
+
+
 def metadata(args: argparse.Namespace, argv: list[str]) -> dict:
     """Where and how the figures were measured."""
     device = torch.device(args.device)
+    cuda = device.type == "cuda"
     return {
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "nvidia_smi": _nvidia_smi() if cuda else None,
+        "numerics": numerics_flags(),
         "threads": torch.get_num_threads(),
         "command": shlex.join(["python", "-m", "benchmarks", *argv]),
         "args": vars(args),
-        "peak_memory_source": "torch.cuda.max_memory_allocated"
-        if device.type == "cuda"
+        "peak_memory_source": "torch.cuda.max_memory_allocated (and max_memory_reserved)"
+        if cuda
         else "torch.profiler CPU memory events (op-granular)",
     }
 
 
 def write_json(document: dict, path: Path) -> None:
-    """Write the metadata and figures, indented; values JSON cannot hold (paths) as their strings."""
-    path.write_text(json.dumps(document, indent=2, default=str))
+    """Write the metadata and figures, indented, atomically (a reader never sees half a file); values JSON cannot
+    hold (paths) as their strings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = path.with_name(f".{path.name}.partial")
+    partial_path.write_text(json.dumps(document, indent=2, default=str))
+    os.replace(partial_path, path)
 
 
 def save(path: Path, write: Callable[[Path], None]) -> None:

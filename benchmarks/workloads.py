@@ -48,6 +48,13 @@ def classification(name: str, batch_size: int, resolution: int, device: torch.de
     return model, _labelled(x, y)
 
 
+def attack(name: str, batch_size: int, resolution: int, device: torch.device) -> tuple[nn.Module, Batch]:
+    """The adversarial-example workload: a classifier with every parameter frozen, so that a step (one iteration
+    of PGD, less its negligible sign update of the input) computes the input's gradient and nothing else."""
+    model, batch = classification(name, batch_size, resolution, device)
+    return model.requires_grad_(False), batch
+
+
 def _labelled(x: Tensor, y: Tensor) -> Batch:
     def float64() -> Batch:
         return _labelled(x.detach().double().requires_grad_(), y)
@@ -86,7 +93,15 @@ def detection(name: str, batch_size: int, resolution: int, device: torch.device)
     return model.train(), Batch(None, lambda run: sum(run(images, targets).values()), tensors)
 
 
-def build(name: str, batch_size: int, resolution: int, device: torch.device) -> tuple[nn.Module, Batch]:
-    """The model and batch a benchmark of `name` trains on."""
-    make = detection if name in DETECTORS else classification
-    return make(name, batch_size, resolution, device)
+TASKS = ("train", "attack")
+
+
+def build(name: str, batch_size: int, resolution: int, device: torch.device, task: str = "train"
+          ) -> tuple[nn.Module, Batch]:
+    """The model and batch a benchmark of `name` steps on: training (every parameter's gradient and the input's)
+    or, for a classifier, the attack (the input's gradient alone)."""
+    if name in DETECTORS:
+        if task != "train":
+            raise ValueError(f"--task {task} needs a classifier, not the detector {name}")
+        return detection(name, batch_size, resolution, device)
+    return (attack if task == "attack" else classification)(name, batch_size, resolution, device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -27,11 +27,23 @@ from .recompute import conv_bn_recomputed
 from .report import TRAINING_MODE_NOTE, Report
 
 MODES = ("tune", "deploy")
-# A call whose output has at most this many positions (batch x output pixels) recomputes the conv output in backward
-# (recompute.py) instead of folding (fold.py): for so small a feature map one more conv costs less than the
-# weight-sized fold. Chosen on CPU with the benchmark's host-bound preset and single layers (the crossover lies
-# between 16 and 64 positions there); not yet tuned on a GPU. Either way the results are Eval mode's.
+# How a converted pair computes Tune mode while its BN uses running statistics; the results are Eval mode's either
+# way, and autograd keeps what Deploy mode keeps. "fold": one convolution with W', b' (fold.py). "recompute": Eval
+# mode's own conv and BN, the conv output recomputed in backward instead of kept (recompute.py). "auto": per call,
+# recompute where the output has at most RECOMPUTE_MAX_POSITIONS positions (batch x output pixels), where one more
+# conv of so small a feature map costs less than the weight-sized fold, and fold elsewhere. Inside torch.compile
+# every pair folds (compiled graphs plan their own memory), and ConvTranspose folds under "auto".
+STRATEGIES = ("auto", "fold", "recompute")
+# Chosen on the CPU with the benchmark's host-bound preset and single layers (the crossover lay between 16 and 64
+# positions there, in float32 and under bfloat16 autocast alike).
 RECOMPUTE_MAX_POSITIONS = 64
+
+
+@dataclass
+class _OneWarning:
+    """Shared by the pairs of one turn_on, so that training-mode use warns once, not once per pair."""
+
+    issued: bool = False
 
 
 @dataclass(eq=False)
@@ -40,31 +52,41 @@ class _Pair:
 
     conv: nn.Module
     bn: nn.Module
-    ndim: int  # folding needs a batched input (a BN's channel axis is 1)
+    strategy: str  # one of STRATEGIES
+    batched_ndim: int  # folding needs a batched input (a BN's channel axis is 1)
     frozen: bool  # the BN has no training mode
     activation: bool  # the BN applies dropout and an activation after normalising
     geometry: ConvGeometry | None  # None: depends on the input
-    stride_product: int  # input positions per output position; 0 for ConvTranspose, which always folds
+    input_positions_per_output: int | None  # the stride product; None for ConvTranspose (more outputs than inputs)
+    training_warning: _OneWarning
     eps_value: float = 0.0  # the bn.eps that `eps` holds
     eps: Tensor | None = None  # bn.eps as a 0-dim CPU tensor: adding it costs one op, a Python float several
-    warned: set = field(default_factory=set)  # shared by a turn_on's pairs: holds True once one warned
 
 
-def _pair(conv: nn.Module, bn: nn.Module, warned: set) -> _Pair:
-    stride_product = 1 if isinstance(conv, nn.Linear) else 0 if conv.transposed else math.prod(conv.stride)
-    return _Pair(conv, bn, batched_ndim(conv), always_running_stats(bn), has_activation(bn), static_geometry(conv),
-                 stride_product, warned=warned)
+def _pair(conv: nn.Module, bn: nn.Module, strategy: str, training_warning: _OneWarning) -> _Pair:
+    if isinstance(conv, nn.Linear):
+        per_output = 1
+    else:
+        per_output = None if conv.transposed else math.prod(conv.stride)
+    return _Pair(conv, bn, strategy, batched_ndim(conv), always_running_stats(bn), has_activation(bn),
+                 static_geometry(conv), per_output, training_warning)
 
 
 def _folds(pair: _Pair, x: Tensor) -> bool:
-    """The one condition both modules test, so they always agree on whether this call is folded."""
+    """Whether this call computes Tune mode: the one condition the conv's and the BN's forwards both test, so that
+    they always agree (the conv computing BN(conv(x)) while the BN passes it on, or each running its own forward)."""
     bn = pair.bn
-    return x.dim() == pair.ndim and (pair.frozen or (not bn.training and bn.running_var is not None))
+    return x.dim() == pair.batched_ndim and (pair.frozen or (not bn.training and bn.running_var is not None))
 
 
 def _recomputes(pair: _Pair, x: Tensor) -> bool:
-    limit = RECOMPUTE_MAX_POSITIONS * pair.stride_product * x.shape[1]
-    return x.numel() <= limit and not is_compiling()  # compiled graphs plan their own memory: fold there
+    """Whether this call recomputes the conv output in backward rather than folding (see STRATEGIES)."""
+    if pair.strategy == "fold" or is_compiling():
+        return False
+    if pair.strategy == "recompute":
+        return True
+    per_output = pair.input_positions_per_output
+    return per_output is not None and x.numel() <= RECOMPUTE_MAX_POSITIONS * per_output * x.shape[1]
 
 
 def _eps_tensor(pair: _Pair) -> Tensor:
@@ -81,8 +103,8 @@ def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = 
     conv, bn = pair.conv, pair.bn
     args = (x,) if output_size is None else (x, output_size)
     if not _folds(pair, x):
-        if bn.training and not pair.warned and torch.is_grad_enabled():
-            pair.warned.add(True)  # one warning per turn_on, not one per pair
+        if bn.training and not pair.training_warning.issued and torch.is_grad_enabled():
+            pair.training_warning.issued = True
             warnings.warn(f"tune: {TRAINING_MODE_NOTE}", stacklevel=4)  # the line that called the conv
         return type(conv).forward(conv, *args)
     device_type = x.device.type
@@ -129,28 +151,32 @@ def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
     setattr(model.get_submodule(parent_name), child, replacement)
 
 
-def turn_on(model: nn.Module, mode: str = "tune") -> Report:
+def turn_on(model: nn.Module, mode: str = "tune", strategy: str = "auto") -> Report:
     """Convert every foldable Conv -> BN pair of `model` in place and report what was converted and what was not.
 
     mode='tune': whenever a pair's BN uses running statistics (eval mode, tune.freeze_bn_stats, or a frozen BN),
     the pair computes Eval mode's forward and backward while autograd keeps what Deploy mode keeps; in training
     mode it runs as before (the report lists such BN layers, and the first training step with them warns).
     mode='deploy': fold the running statistics into the convs once and for all (inference, export); the BN modules
-    are replaced, so state_dict changes and turn_off cannot undo it. Calling turn_on again is harmless.
+    are replaced, so state_dict changes and turn_off cannot undo it. Calling turn_on again is harmless (with
+    mode='tune' it converts afresh, with the `strategy` given: see STRATEGIES).
     """
     _check_model(model)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: tune.turn_on accepts mode={' or '.join(map(repr, MODES))}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: tune.turn_on accepts strategy="
+                         f"{', '.join(map(repr, STRATEGIES))}")
     if mode == "deploy":
         turn_off(model)
     report = find_pairs(model)
     report.mode = mode
-    warned: set = set()
+    training_warning = _OneWarning()
     for conv_name, bn_name in report.pairs:
         if mode == "deploy":
             _fold_permanently(model, conv_name, bn_name)
             continue
-        pair = _pair(model.get_submodule(conv_name), model.get_submodule(bn_name), warned)
+        pair = _pair(model.get_submodule(conv_name), model.get_submodule(bn_name), strategy, training_warning)
         pair.conv.forward = partial(_tuned_conv_forward, pair)
         pair.bn.forward = partial(_tuned_bn_forward, pair)
         if pair.bn.training and not pair.frozen:

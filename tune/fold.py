@@ -53,14 +53,24 @@ def inverse_std(var: Tensor, eps: Tensor | float) -> Tensor:
 
 
 def folded_bias(beta: Tensor | None, c: Tensor, bias: Tensor | None, mean: Tensor) -> Tensor:
-    """base + c * (b - mu): b' when `beta` is BN's beta (None: no affine), and dL/dgamma * sqrt(var + eps) when
-    `beta` is the weight part of that gradient and c is db'. b = 0 without conv bias; one op in the common case."""
+    """b' = beta + c * (b - mu), in float32 at least; b = 0 without conv bias, beta = 0 without BN affine."""
+    return _plus_shift(None if beta is None else _wide(beta), c, bias, mean)
+
+
+def gamma_gradient(weight_part: Tensor, grad_b_folded: Tensor, bias: Tensor | None, mean: Tensor,
+                   inv_std: Tensor) -> Tensor:
+    """dL/dgamma = (weight_part + db' * (b - mu)) / sqrt(var + eps), weight_part = sum of dW' * W per channel."""
+    return _plus_shift(weight_part, grad_b_folded, bias, mean).mul_(inv_std)
+
+
+def _plus_shift(base: Tensor | None, scale: Tensor, bias: Tensor | None, mean: Tensor) -> Tensor:
+    """base + scale * (b - mu) in one op in the common case; base None counts as zero, b None as zero."""
     if bias is not None:
         shift = _wide(bias) - _wide(mean)
-        return c * shift if beta is None else torch.addcmul(_wide(beta), c, shift)
-    if beta is None:
-        return -(c * _wide(mean))
-    return torch.addcmul(_wide(beta), c, _wide(mean), value=-1)
+        return scale * shift if base is None else torch.addcmul(base, scale, shift)
+    if base is None:
+        return -(scale * _wide(mean))
+    return torch.addcmul(base, scale, _wide(mean), value=-1)
 
 
 def output_channel_factor(c: Tensor, weight: Tensor, geometry: ConvGeometry) -> Tensor:
@@ -75,12 +85,32 @@ def output_channel_factor(c: Tensor, weight: Tensor, geometry: ConvGeometry) -> 
     return per_input.view(*per_input.shape, *trailing)
 
 
-def dot_per_output_channel(a: Tensor, b: Tensor, geometry: ConvGeometry) -> Tensor:
-    """sum(a * b) over every axis but the output channel (one dot product per channel)."""
+def sum_over_input_axes(product: Tensor, geometry: ConvGeometry) -> Tensor:
+    """A weight-shaped tensor summed over every axis but the output channel."""
     if not geometry.transposed:
-        return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
-    grouped = (a * b).unflatten(0, (geometry.groups, -1))
+        return product.flatten(1).sum(1)
+    grouped = product.unflatten(0, (geometry.groups, -1))
     return grouped.sum(dim=(1, *range(3, grouped.dim()))).reshape(-1)
+
+
+def weight_gradients(
+    grad_folded: Tensor, weight: Tensor, factor: Tensor, geometry: ConvGeometry, scratch: Tensor | None,
+    need_weight: bool,
+) -> tuple[Tensor | None, Tensor]:
+    """dL/dW = c * dW' (when `need_weight`) and the weight part of dL/dgamma, sum of dW' * W per output channel,
+    in float32 at least, allocating at most one weight-sized tensor: a float32 dW' (the conv's own, fresh) is
+    multiplied by W into `scratch` (the recomputed W', free by now); a lower-precision dW' is widened into the
+    buffer that becomes dL/dW, which holds the product first and is then refilled. On the CPU a fresh weight-sized
+    buffer costs about twice a pass over a warm one."""
+    wide_weight = _wide(weight)
+    if grad_folded.dtype in _WIDE:
+        if scratch is None or scratch.dtype != grad_folded.dtype:
+            scratch = torch.empty_like(grad_folded)
+        weight_part = sum_over_input_axes(torch.mul(grad_folded, wide_weight, out=scratch), geometry)
+        return (grad_folded.mul_(factor) if need_weight else None), weight_part
+    wide_grad = grad_folded.float()
+    weight_part = sum_over_input_axes(wide_grad.mul_(wide_weight), geometry)
+    return (wide_grad.copy_(grad_folded).mul_(factor) if need_weight else None), weight_part
 
 
 def _forward_op(x: Tensor, weight: Tensor, bias: Tensor, g: ConvGeometry) -> Tensor:
@@ -91,17 +121,25 @@ def _forward_op(x: Tensor, weight: Tensor, bias: Tensor, g: ConvGeometry) -> Ten
 
 
 def _backward_op(
-    grad: Tensor, x: Tensor, weight: Tensor, g: ConvGeometry, mask: list[bool]
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients of conv(x, weight, bias) with respect to x, weight and bias, each where `mask` asks for it."""
+    grad: Tensor, x: Tensor, weight: Tensor, g: ConvGeometry, need_x: bool, need_weight: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of conv(x, weight) with respect to x and weight, each where asked for."""
     if g.linear:
-        return (grad @ weight if mask[0] else None, grad.t() @ x if mask[1] else None,
-                grad.sum(0) if mask[2] else None)
+        return (grad @ weight if need_x else None), (grad.t() @ x if need_weight else None)
     out_channels = weight.shape[1] * g.groups if g.transposed else weight.shape[0]
-    return torch.ops.aten.convolution_backward.default(
+    grad_x, grad_weight, _ = torch.ops.aten.convolution_backward.default(
         grad, x, weight, [out_channels], g.stride, g.padding, g.dilation, g.transposed, g.output_padding, g.groups,
-        mask,
+        [need_x, need_weight, False],
     )
+    return grad_x, grad_weight
+
+
+def sum_per_output_channel(grad: Tensor) -> Tensor:
+    """db' = dL/dZ summed over batch and space, accumulated and returned in float32 at least: a float16 sum over a
+    feature map can overflow (where BN's own backward returns dbeta in float32), and torch's pairwise sum is more
+    accurate than a convolution's bias gradient."""
+    dims = [0, *range(2, grad.dim())]
+    return grad.sum(dims, dtype=grad.dtype if grad.dtype in _WIDE else torch.float32)
 
 
 def fold_factors(gamma: Tensor | None, var: Tensor, eps: Tensor | float) -> tuple[Tensor, Tensor]:
@@ -116,8 +154,17 @@ def folded_weight_and_bias(
 ) -> tuple[Tensor, Tensor]:
     """W' and b', computed in float32 or wider and returned in `dtype` (Tune's forward and Deploy's fold)."""
     c, _ = fold_factors(gamma, var, eps)
-    new_weight = _wide(weight) * output_channel_factor(c, weight, geometry)
-    return _cast(new_weight, dtype), _cast(folded_bias(beta, c, bias, mean), dtype)
+    new_bias = _cast(folded_bias(beta, c, bias, mean), dtype)
+    return _scaled(weight, output_channel_factor(c, weight, geometry), dtype), new_bias
+
+
+def _scaled(weight: Tensor, factor: Tensor, dtype: torch.dtype) -> Tensor:
+    """weight * factor computed in float32 at least and written in `dtype`: one pass, where multiplying and then
+    casting (autocast's bfloat16 or float16) would be two."""
+    product_dtype = torch.promote_types(_wide(weight).dtype, factor.dtype)
+    if dtype == product_dtype:
+        return weight * factor
+    return torch.mul(weight, factor, out=torch.empty(weight.shape, dtype=dtype, device=weight.device))
 
 
 class FoldedConv(torch.autograd.Function):
@@ -126,7 +173,10 @@ class FoldedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, mean, var, eps, geometry, dtype):  # noqa: D102
         new_weight, new_bias = folded_weight_and_bias(weight, bias, gamma, beta, mean, var, eps, geometry, dtype)
-        ctx.save_for_backward(x, weight, bias, gamma, mean, var)
+        # W' cast to a lower precision (autocast) is kept, as Deploy's conv keeps autocast's copy of its weight;
+        # W' in the weight's own dtype is recomputed in backward, so Tune keeps no more than Deploy either way.
+        kept_weight = new_weight if new_weight.dtype != weight.dtype else None
+        ctx.save_for_backward(x, weight, bias, gamma, mean, var, kept_weight)
         ctx.eps, ctx.geometry, ctx.dtype = eps, geometry, dtype  # eps: the pair's own constant
         ctx.beta_dtype = None if beta is None else beta.dtype
         return _forward_op(x, new_weight, new_bias, geometry)
@@ -135,28 +185,30 @@ class FoldedConv(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         if torch.is_grad_enabled():
             raise RuntimeError("tune: Tune mode does not support double backward (create_graph=True); use Eval mode")
-        x, weight, bias, gamma, mean, var = ctx.saved_tensors
+        x, weight, bias, gamma, mean, var, new_weight = ctx.saved_tensors
         geometry = ctx.geometry
         c, inv_std = fold_factors(gamma, var, ctx.eps)
         need_x, need_weight, need_bias, need_gamma, need_beta = ctx.needs_input_grad[:5]
-        wide_weight = _wide(weight)
         factor = output_channel_factor(c, weight, geometry)
-        grad_x, grad_folded, grad_b_folded = _backward_op(
-            grad, x, _cast(wide_weight * factor, ctx.dtype), geometry,
-            [need_x, need_weight or need_gamma, need_bias or need_gamma or need_beta],
-        )
+        recomputed = new_weight is None
+        if recomputed:
+            new_weight = _scaled(weight, factor, ctx.dtype)
+        grad_x, grad_folded = _backward_op(grad, x, new_weight, geometry, need_x, need_weight or need_gamma)
         grad_weight = grad_bias = grad_gamma = grad_beta = None
-        wide_grad = None if grad_folded is None else _wide(grad_folded)
-        if grad_b_folded is not None:
-            grad_b_folded = _wide(grad_b_folded)
+        if need_gamma:
+            scratch = new_weight if recomputed else None
+            grad_weight, weight_part = weight_gradients(grad_folded, weight, factor, geometry, scratch, need_weight)
+        elif need_weight:
+            grad_weight = _wide(grad_folded).mul_(factor)  # a widened copy, or the conv's own fresh gradient
+        del new_weight
+        if need_bias or need_gamma or need_beta:
+            grad_b_folded = sum_per_output_channel(grad)
             if need_gamma:
-                weight_part = dot_per_output_channel(wide_grad, wide_weight, geometry)
-                grad_gamma = _cast(folded_bias(weight_part, grad_b_folded, bias, mean).mul_(inv_std), gamma.dtype)
+                grad_gamma = _cast(gamma_gradient(weight_part, grad_b_folded, bias, mean, inv_std), gamma.dtype)
             if need_bias:
                 grad_bias = _cast(c * grad_b_folded, bias.dtype)
             if need_beta:
                 grad_beta = _cast(grad_b_folded, ctx.beta_dtype)
-        if need_weight:
-            # dW' is ours alone: scaling it in place saves a weight-sized allocation and pass.
-            grad_weight = _cast(wide_grad.mul_(factor), weight.dtype)
+        if grad_weight is not None:
+            grad_weight = _cast(grad_weight, weight.dtype)
         return grad_x, grad_weight, grad_bias, grad_gamma, grad_beta, None, None, None, None, None
