@@ -113,7 +113,10 @@ def _tuned_conv_forward(pair: _Pair, x: Tensor, output_size: list[int] | None = 
     geometry = pair.geometry
     if geometry is None:
         geometry, x = conv_geometry(conv, x, output_size)
-    tensors = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, _eps_tensor(pair), geometry)
+    # Inside torch.compile eps stays a Python float: a CPU tensor would be a CPU input of the graph, which keeps
+    # Inductor from using CUDA graphs.
+    eps = bn.eps if is_compiling() else _eps_tensor(pair)
+    tensors = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, eps, geometry)
     if not autocast_enabled(device_type):
         return FoldedConv.apply(x, *tensors, conv.weight.dtype)
     dtype = autocast_dtype(device_type)  # the fold itself runs in float32, then is cast (fold.py)

@@ -15,6 +15,16 @@ pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a 
               pytest.mark.usefixtures("strategy")]
 
 
+@pytest.fixture(autouse=True)
+def ieee_float32():
+    """float32 convs and matmuls in IEEE float32 while a test runs: cuDNN runs them in TF32 by default on Ampere and
+    later, which alone moves results by about 1e-3 and would hide what the tests compare."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def resnet(dtype=torch.float32) -> torch.nn.Module:
     torch.manual_seed(0)
     return randomize_bn(torchvision.models.resnet50(num_classes=10)).eval().to("cuda", dtype)
@@ -44,6 +54,35 @@ def test_cuda_autocast_error_against_float64_is_close_to_evals(dtype):
         tune_out = forward_backward(model, x)[0][0]
     eval_error, tune_error = max_relative_error(eval_out, want_out), max_relative_error(tune_out, want_out)
     assert tune_error <= 2 * eval_error + 1e-3, (tune_error, eval_error)
+
+
+def relative_l2(grads: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float:
+    error = sum((grads[k].double() - reference[k].double()).square().sum() for k in reference)
+    return (error / sum(r.double().square().sum() for r in reference.values())).sqrt().item()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_fp16_gradients_with_a_loss_scale_are_finite_and_as_close_to_float64_as_evals(channels_last):
+    model = resnet()
+    x = torch.randn(8, 3, 64, 64, device="cuda")
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    scale = 2.0**16  # GradScaler's initial scale
+
+    def unscaled_grads(module: torch.nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+        module.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=dtype is None):
+            loss = module(x if dtype is None else x.to(dtype)).float().square().mean()
+        (loss * scale).backward()
+        return {name: p.grad.double() / scale for name, p in module.named_parameters()}
+
+    want = unscaled_grads(copy.deepcopy(model).double(), torch.float64)
+    eval_grads = unscaled_grads(model, None)
+    tune.turn_on(model)
+    tune_grads = unscaled_grads(model, None)
+    assert all(g.isfinite().all() for g in eval_grads.values())
+    assert all(g.isfinite().all() for g in tune_grads.values())
+    assert relative_l2(tune_grads, want) <= 2 * relative_l2(eval_grads, want) + 1e-3
 
 
 def test_cuda_tune_keeps_what_deploy_keeps():
@@ -92,13 +131,19 @@ def test_cuda_graph_captures_a_tune_training_step_and_replays_it_exactly():
 
 
 def test_cuda_tune_compiles_with_cuda_graphs_and_matches_eager():
+    from torch._dynamo.utils import counters
+
     model = resnet()
     tune.turn_on(model)
     x = torch.randn(4, 3, 64, 64, device="cuda")
     _, eager_gx, eager_grads = forward_backward(model, x)
+    torch._dynamo.reset()
+    counters.clear()
     compiled = torch.compile(model, mode="reduce-overhead")
     for _ in range(3):  # recorded, then replayed
         _, gx, _ = forward_backward(compiled, x)
     grads = {name: p.grad for name, p in model.named_parameters()}  # the compiled module names them _orig_mod.*
+    assert not counters["graph_break"], dict(counters["graph_break"])  # one graph: nothing broke it
+    assert counters["inductor"]["cudagraph_skips"] == 0  # and CUDA graphs ran it (no CPU input, say)
     assert max_relative_error(gx, eager_gx) < 1e-3
     assert all(max_relative_error(grads[k], eager_grads[k]) < 1e-3 for k in eager_grads)
