@@ -7,9 +7,11 @@
 Depends on torch alone; copy this folder into your project.
 """
 
-from .convert import MODES, turn_off, turn_on
+from .convert import MODES, STRATEGIES, turn_off, turn_on
 from .freeze import freeze_bn_stats, unfreeze_bn_stats
 from .memory import kept_for_backward
 from .report import Report
 
-__all__ = ["MODES", "Report", "freeze_bn_stats", "kept_for_backward", "turn_off", "turn_on", "unfreeze_bn_stats"]
+__all__ = [
+    "MODES", "STRATEGIES", "Report", "freeze_bn_stats", "kept_for_backward", "turn_off", "turn_on", "unfreeze_bn_stats",
+]
