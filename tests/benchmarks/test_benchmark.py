@@ -84,7 +84,8 @@ def test_smoke_run_prints_table_and_writes_json_and_png(tmp_path, capsys):
     assert all(f"| {mode} | ok |" in printed for mode in modes)
     saved = json.loads(json_path.read_text())
     assert saved["meta"]["command"].startswith("python -m benchmarks --model resnet18")
-    assert saved["meta"]["threads"] == torch.get_num_threads()
+    assert saved["meta"]["threads"] == torch.get_num_threads() and saved["complete"] is True
+    assert saved["meta"]["numerics"]["cudnn.allow_tf32"] == torch.backends.cudnn.allow_tf32
     results = saved["results"]
     assert set(results) == set(modes)
     for record in results.values():
@@ -100,7 +101,43 @@ def test_smoke_run_prints_table_and_writes_json_and_png(tmp_path, capsys):
     assert results["eval"]["f64_param_grad_rel_err"] == 0.0  # the reference's own function
     for mode in ("tune", "deploy"):  # Eval's gradients exactly, up to float64 rounding
         assert results[mode]["f64_param_grad_rel_err"] < 1e-10 and results[mode]["f64_input_grad_rel_err"] < 1e-10
+    assert set(results["tune"]["f64_grad_rel_l2_by_kind"]) == {"conv weight", "BN gamma", "BN beta", "other", "input"}
+    assert all(error < 1e-10 for error in results["tune"]["f64_grad_rel_l2_by_kind"].values())
+    assert "BN gamma" not in results["deploy"]["grad_rel_l2_by_kind"]  # Deploy has no BN left
+    assert "| tune |" in printed.split("per kind")[1]  # the precision table follows the main one
     assert imread(png_path).shape[0] > 100
+
+
+def test_attack_task_freezes_every_parameter_and_compares_the_input_gradient_alone(tmp_path):
+    json_path = tmp_path / "attack.json"
+    cli.main([*SMOKE, "--task", "attack", "--optimizer-step", "--modes", "eval", "tune", "--json", str(json_path)])
+    results = json.loads(json_path.read_text())["results"]
+    for record in results.values():
+        assert record["status"] == "ok" and record["params_compared"] == "0/0"
+        assert set(record["grad_rel_l2_by_kind"]) == {"input"}
+    assert results["tune"]["f64_input_grad_rel_err"] < 1e-10
+    assert results["tune"]["kept_mib"] < results["eval"]["kept_mib"]
+
+
+def test_an_interrupted_benchmark_leaves_a_complete_json_of_every_stage_it_finished(tmp_path, monkeypatch):
+    json_path = tmp_path / "bench.json"
+    real = cli.measure
+
+    def stopped_while_timing(args, progress):
+        def stop(benches, *rest):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("benchmarks.measure.time_round_robin", stop)
+        return real(args, progress)
+
+    monkeypatch.setattr(cli, "measure", stopped_while_timing)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main([*SMOKE, "--modes", "eval", "tune", "--json", str(json_path)])
+    saved = json.loads(json_path.read_text())
+    assert saved["complete"] is False
+    assert all(saved["results"][mode]["kept_mib"] > 0 for mode in ("eval", "tune"))
+    assert "time_ms" not in saved["results"]["tune"]
+    assert [path.name for path in tmp_path.iterdir()] == ["bench.json"]  # no partial file left behind
 
 
 def test_host_bound_preset_sets_its_defaults_and_explicit_options_win():
