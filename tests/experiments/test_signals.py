@@ -26,7 +26,7 @@ from tests.experiments.helpers import (
     wait_for_line,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]  # signals to training runs
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(synthetic_data, tmp_path, dann_reference):

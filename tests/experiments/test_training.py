@@ -86,6 +86,7 @@ def test_every_figure_a_method_returns_is_logged(synthetic_data, tmp_path, capsy
     assert "logit_margin 1.500" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_eval_and_tune_give_the_same_losses(synthetic_data, tmp_path):
     for mode in ("eval", "tune"):
         assert engine.main(DANN, task_args(synthetic_data, tmp_path / mode, "--bn-mode", mode, "-i", "3")) == 0

@@ -7,7 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # runs the script
 
 
 def test_gpu_check_runs_on_the_cpu_and_summarises_what_it_measured(tmp_path):
