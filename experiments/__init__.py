@@ -5,3 +5,10 @@ finetune, dann, cdan: the methods, each a `python -m experiments.<name>` entry p
 evaluation, memory: what the engine builds and measures with; checkpoint, rundir, events, textlog, signals: how a
 run survives interruptions and leaves clean files; report: tables and plots of a sweep's logs.
 """
+
+import sys
+
+if sys.argv[:1] == ["-m"]:  # `python -m experiments.<name>` is starting: a signal during its imports ends it cleanly
+    from experiments import signals
+
+    signals.exit_at_once()

@@ -92,10 +92,14 @@ def load(path: Path) -> dict:
     """Read an engine checkpoint onto the CPU; anything else (missing, corrupt, foreign) is a CheckpointError."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: pass a checkpoint file or a run directory holding one")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives (torch >= 1.6)
+        raise CheckpointError(f"{path} is not a checkpoint of this project (not a file torch.save wrote): pass the "
+                              f"checkpoint.pt of a run directory")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({error})") from error
+        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({first_line})") from error
     missing = [key for key in KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointError(f"{path} is not a checkpoint of this engine (it lacks {', '.join(missing)}): pass "
