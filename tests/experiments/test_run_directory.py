@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import checkpoint, engine, rundir
+from experiments import atomic, checkpoint, engine, rundir
 from experiments.dann import DANN
 from experiments.finetune import FineTune
 from tests.experiments.helpers import DANN_REFERENCE, REPO, assert_same_curves, scalars, start, task_args, wait_for_line
@@ -54,7 +54,7 @@ def test_atomic_writes_leave_nothing_behind_when_they_fail(tmp_path, monkeypatch
     target = tmp_path / "results.json"
     target.mkdir()  # the rename into place fails
     with pytest.raises(IsADirectoryError):
-        checkpoint.write_atomically(target, b"{}")
+        atomic.write_atomically(target, b"{}")
     assert temporaries(tmp_path) == [] and target.is_dir()
 
     def interrupted(_descriptor, _data):
@@ -62,7 +62,7 @@ def test_atomic_writes_leave_nothing_behind_when_they_fail(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.write_atomically(tmp_path / "config.json", b"{}")
+        atomic.write_atomically(tmp_path / "config.json", b"{}")
     assert temporaries(tmp_path) == [] and not (tmp_path / "config.json").exists()
 
 
