@@ -5,7 +5,7 @@ Tags under EPOCH_TAGS are stepped by epoch, all others by training iteration; FI
 finishes. Every figure a method returns is logged as TRAIN_TAGS + its name, every timing as TIME_TAGS + its name.
 """
 
-CONFIG, RESULTS, LOG, CHECKPOINT, LOCK = "config.json", "results.json", "log.txt", "checkpoint.pt", ".lock"
+CONFIG, RESULTS, TEXT_LOG, CHECKPOINT, LOCK = "config.json", "results.json", "log.txt", "checkpoint.pt", ".lock"
 EVENT_FILES = "events.out.tfevents.*"  # glob of TensorBoard's event files
 TEMPORARY_SUFFIX = ".tmp"  # of the files write_atomically renames into place
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from experiments.layout import LOG as FILENAME
+from experiments.layout import TEXT_LOG as FILENAME
 from experiments.utils import ExperimentError
 
 LOG = logging.getLogger("experiments")
