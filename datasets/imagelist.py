@@ -72,6 +72,9 @@ def read_list(list_file: Path, root: Path) -> list[Sample]:
         if len(parts) != 2 or not parts[1].isdigit():
             raise ValueError(f"{list_file}:{number}: expected 'relative/path label', got {line!r}")
         samples.append((root / parts[0], int(parts[1])))
+    if not samples:
+        raise ValueError(f"{list_file} is empty: expected one 'relative/path label' line per image (restore the file, "
+                         f"or download the dataset again)")
     return samples
 
 

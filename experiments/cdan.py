@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from experiments import engine
+from experiments.classifier import Classifier
 from experiments.method import AdversarialMethod, Options
-from experiments.models import Classifier
 from experiments.modules import DomainAdversary
 from experiments.options import positive_int
 

@@ -11,8 +11,8 @@ import sys
 from torch import Tensor
 
 from experiments import engine
+from experiments.classifier import Classifier
 from experiments.method import AdversarialMethod
-from experiments.models import Classifier
 from experiments.modules import DomainAdversary
 
 

@@ -34,11 +34,12 @@ from tqdm import tqdm
 
 import datasets
 import tune
-from experiments import checkpoint, data, optim, options, rundir, signals, textlog
+from experiments import checkpoint, data, layout, optim, options, rundir, signals, textlog
+from experiments.bn_modes import apply_bn_mode
 from experiments.evaluation import evaluate
 from experiments.memory import MIB, peak_memory_mib, reset_peak_memory, step_peak_mib
 from experiments.method import Method
-from experiments.models import apply_bn_mode, build_backbone
+from experiments.models import build_backbone
 from experiments.textlog import LOG
 from experiments.utils import (
     ExperimentError,
@@ -173,12 +174,7 @@ class Trainer:
         self.unreadable = data.UnreadableImages(task.images, config["bad_image_limit"],
                                                 state["unreadable"] if state else None)
         if state is not None:
-            model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.meter.load_state_dict(state["meter"])
-            self.step = self.saved_step = state["step"]
-            self.evaluated_epochs, self.scores = state["evaluated_epochs"], state["scores"]
+            self.load_state_dict(state)
         LOG.info(f"{model.name} {config['task']} --bn-mode {config['bn_mode']}: logging to {self.run_dir}"
                  + (f", resuming at iteration {self.step}" if state else ""))
         self.trained = model
@@ -188,6 +184,24 @@ class Trainer:
         self.target = iter(task.target) if task.target is not None else None
         if state is not None:  # last, so that nothing above draws from the restored generators
             set_rng_state(state["rng"])
+
+    def state_dict(self) -> checkpoint.Checkpoint:
+        """Everything resuming needs: what a checkpoint holds."""
+        return checkpoint.Checkpoint(
+            model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), step=self.step, evaluated_epochs=self.evaluated_epochs,
+            scores=self.scores, rng=rng_state(), meter=self.meter.state_dict(), unreadable=self.unreadable.images,
+            config=self.config)
+
+    def load_state_dict(self, state: checkpoint.Checkpoint) -> None:
+        """Continue where `state` (from state_dict) stopped; the data streams and the random number generators are
+        restored in __init__, where their order matters, and the run's configuration by rundir.starting_state."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.meter.load_state_dict(state["meter"])
+        self.step = self.saved_step = state["step"]
+        self.evaluated_epochs, self.scores = state["evaluated_epochs"], state["scores"]
 
     def fit(self) -> None:
         """Train the remaining epochs, evaluating and checkpointing after each, then write the final results.
@@ -277,8 +291,8 @@ class Trainer:
         kept = tune.kept_for_backward(exclude=self.model)
         figures, peak = step_peak_mib(lambda: self.train_step(x_s, y_s, x_t, kept), self.device)
         if self.main:
-            self.writer.add_scalar("memory/kept_for_backward_mib", kept.nbytes / MIB, 0)
-            self.writer.add_scalar("memory/step_peak_mib", peak, 0)
+            self.writer.add_scalar(layout.KEPT_FOR_BACKWARD, kept.nbytes / MIB, 0)
+            self.writer.add_scalar(layout.STEP_PEAK, peak, 0)
         LOG.info(f"autograd keeps {kept.nbytes / MIB:.1f} MiB for backward; the step peaks {peak:.1f} MiB above "
                  f"what was allocated before it (first step)")
         return figures
@@ -293,12 +307,12 @@ class Trainer:
         self.meter.reset()
         if self.main:
             for name, value in means.items():
-                self.writer.add_scalar(f"train/{name}", value, self.step)
+                self.writer.add_scalar(f"{layout.TRAIN_TAGS}{name}", value, self.step)
             for name, value in timing.items():
-                self.writer.add_scalar(f"time/{name}", value, self.step)
-            self.writer.add_scalar("memory/peak_mib", memory, self.step)
+                self.writer.add_scalar(f"{layout.TIME_TAGS}{name}", value, self.step)
+            self.writer.add_scalar(layout.PEAK, memory, self.step)
             if self.unreadable.images:
-                self.writer.add_scalar("data/unreadable_images", len(self.unreadable.images), self.step)
+                self.writer.add_scalar(layout.UNREADABLE_IMAGES, len(self.unreadable.images), self.step)
         shown = " ".join(f"{name} {value:.3f}" for name, value in means.items() if name != "lr")
         LOG.info(f"Epoch [{epoch}][{self.step % self.iters_per_epoch + 1}/{self.iters_per_epoch}] {shown} "
                  f"lr {means['lr']:.2e} time {timing['iter_s']:.3f}s data {timing['data_s']:.3f}s mem {memory:.0f}MiB")
@@ -316,9 +330,9 @@ class Trainer:
                       best_target_mean_class_acc=max(scores["best_target_mean_class_acc"], mean_class))
         self.evaluated_epochs = epoch + 1
         if self.main:
-            self.writer.add_scalar("eval/target_acc", accuracy, epoch)
+            self.writer.add_scalar(layout.TARGET_ACC, accuracy, epoch)
             if self.task.per_class:
-                self.writer.add_scalar("eval/target_mean_class_acc", mean_class, epoch)
+                self.writer.add_scalar(layout.TARGET_MEAN_CLASS_ACC, mean_class, epoch)
         LOG.info(f"Epoch [{epoch}] target acc {accuracy:.2f}% (best {scores['best_target_acc']:.2f}%)"
                  + (f", mean per-class {mean_class:.2f}%" if self.task.per_class else ""))
 
@@ -326,19 +340,15 @@ class Trainer:
         """Checkpoint everything resuming needs (rank 0), after flushing the events it covers."""
         if self.main:
             self.writer.flush()
-            checkpoint.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                             "scheduler": self.scheduler.state_dict(), "step": self.step,
-                             "evaluated_epochs": self.evaluated_epochs, "scores": self.scores, "rng": rng_state(),
-                             "meter": self.meter.state_dict(), "unreadable": self.unreadable.images,
-                             "config": self.config}, self.run_dir / checkpoint.FILENAME)
+            checkpoint.save(self.state_dict(), self.run_dir / checkpoint.FILENAME)
         self.saved_step = self.step
 
     def _write_results(self) -> None:
         """The best scores as final scalars, and results.json: the marker of a finished run."""
         last_epoch = self.config["epochs"] - 1
-        self.writer.add_scalar("eval/best_target_acc", self.scores["best_target_acc"], last_epoch)
+        self.writer.add_scalar(layout.BEST_TARGET_ACC, self.scores["best_target_acc"], last_epoch)
         if self.task.per_class:
-            self.writer.add_scalar("eval/best_target_mean_class_acc", self.scores["best_target_mean_class_acc"],
+            self.writer.add_scalar(layout.BEST_TARGET_MEAN_CLASS_ACC, self.scores["best_target_mean_class_acc"],
                                    last_epoch)
         self.writer.flush()
         path = rundir.write_results(self.run_dir, {"config": self.config, "iterations": self.step, **self.scores,

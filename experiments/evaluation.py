@@ -10,8 +10,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from experiments.classifier import Classifier
 from experiments.data import UnreadableImages
-from experiments.models import Classifier
 from experiments.utils import is_distributed
 
 

@@ -3,8 +3,8 @@
 A run killed after its last checkpoint logged points that its resume logs again, and a run killed before its first
 checkpoint starts over. So whenever a run (re)starts, the scalars of earlier attempts are carried over into the new
 event file only as far as the checkpoint reaches, and the old files are deleted (other summaries, such as the
-config text, are not carried over: each start writes them anew). Tags under `eval/` are stepped by
-epoch, all others by training iteration; `eval/best_*` is written when a run finishes.
+config text, are not carried over: each start writes them anew). Which tags are stepped by epoch and which are
+written when a run finishes: experiments/layout.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from torch.utils.tensorboard import SummaryWriter
 
-EPOCH_TAGS = "eval/"
-FINAL_TAGS = "eval/best_"
+from experiments.layout import EPOCH_TAGS, EVENT_FILES, FINAL_TAGS
 
 
 def event_files(run_dir: Path) -> list[Path]:
     """The TensorBoard event files directly in `run_dir`."""
-    return sorted(path for path in run_dir.glob("events.out.tfevents.*") if path.is_file())
+    return sorted(path for path in run_dir.glob(EVENT_FILES) if path.is_file())
 
 
 def kept_scalars(files: list[Path], iterations: int, epochs: int) -> list[tuple[str, float, int, float]]:

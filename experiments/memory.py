@@ -14,6 +14,11 @@ from torch.profiler import ProfilerActivity, profile
 from experiments.utils import synchronize
 
 MIB = 2**20
+# Kineto (torch.profiler's C++ back end) prints to stderr every message at or above KINETO_LOG_LEVEL: 0 verbose,
+# 1 info, 2 warning, 3 stage, 4 error (a CPU-only machine is one: "gpuGetDeviceCount failed"), 5 USDT trace marks
+# ("profiler_start", "profiler_stop" around every profile). 6 is above them all: the memory probe of the first step
+# prints nothing. It only quiets Kineto's own logger: Python's warnings and torch's TORCH_WARN still show.
+KINETO_QUIET = "6"
 T = TypeVar("T")
 
 
@@ -40,7 +45,7 @@ def step_peak_mib(step: Callable[[], T], device: torch.device) -> tuple[T, float
         result = step()
         synchronize(device)
         return result, (torch.cuda.max_memory_allocated(device) - before) / MIB
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # else the profiler reports a CPU-only machine as an error
+    os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         result = step()
     events = sorted(profiler.events(), key=lambda event: event.time_range.start)

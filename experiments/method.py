@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from experiments.models import Classifier
-from experiments.options import positive_int
+from experiments.argtypes import positive_int
+from experiments.classifier import Classifier
 
 
 class Options(Protocol):

@@ -1,19 +1,17 @@
-"""Networks of the experiments: a backbone without its classifier, the classifier on top, the paper's BN modes."""
+"""Backbones of the experiments, without their classifier: torchvision's, timm's (imported only when asked for) and
+the digits' DTN, with ImageNet or local weights."""
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
 
-import timm
 import torch
 import torchvision
-from torch import Tensor, nn
+from torch import nn
 
-import tune
 from experiments.utils import ExperimentError
 
-BN_MODES = ("train", "eval", "tune", "deploy")
 OWN_PREFIX = "classifier.backbone."  # where the backbone sits in the engine's checkpoints
 
 
@@ -66,6 +64,8 @@ def _library_backbone(arch: str, fetch: bool) -> tuple[nn.Module, int]:
     """A torchvision or timm model without its classifier, with ImageNet weights when `fetch`."""
     is_timm = arch.startswith("timm:")
     name = arch.removeprefix("timm:")
+    if is_timm:
+        import timm  # seconds to import: only for the runs that use it
     if not (timm.is_model(name) if is_timm else name in torchvision.models.list_models()):
         library = "timm" if is_timm else "torchvision (prefix timm: for a timm model)"
         raise ExperimentError(f"unknown architecture {arch!r} in {library}")
@@ -117,48 +117,3 @@ def _load_local_weights(backbone: nn.Module, path: Path) -> None:
     if missing or len({key.rpartition(".")[0] for key in unexpected}) > 1:  # more left over than one classifier
         raise ExperimentError(f"--pretrained {path} does not fit the backbone: missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}")
-
-
-def apply_bn_mode(backbone: nn.Module, mode: str) -> tune.Report | None:
-    """Put the pretrained backbone's BN layers in the paper's `mode`; returns tune's report where it converts.
-
-    train: batch statistics (untouched). eval: running statistics, frozen through train(). tune: eval, computed as
-    folded convolutions. deploy: the statistics folded into the convs for good (new trainable conv weights).
-    """
-    if mode == "train":
-        return None
-    tune.freeze_bn_stats(backbone)
-    if mode == "eval":
-        return None
-    return tune.turn_on(backbone, mode=mode)
-
-
-class Classifier(nn.Module):
-    """backbone -> [bottleneck Linear-BN-ReLU] -> linear head; returns the logits and the features the head saw."""
-
-    def __init__(self, backbone: nn.Module, backbone_dim: int, num_classes: int, bottleneck_dim: int = 0) -> None:
-        super().__init__()
-        self.backbone = backbone
-        if bottleneck_dim:
-            self.bottleneck = nn.Sequential(
-                nn.Linear(backbone_dim, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU()
-            )
-        else:
-            self.bottleneck = nn.Identity()
-        self.features_dim = bottleneck_dim or backbone_dim
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.features_dim, num_classes)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.bottleneck(self.backbone(x))
-        return self.head(features), features
-
-
-def parameter_groups(model: nn.Module, backbone: nn.Module, lr: float, backbone_scale: float) -> list[dict]:
-    """Two optimizer groups: the backbone at `backbone_scale` x lr, everything else in `model` at lr."""
-    in_backbone = {id(p) for p in backbone.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in trainable if id(p) in in_backbone], "lr": lr * backbone_scale},
-        {"params": [p for p in trainable if id(p) not in in_backbone], "lr": lr},
-    ]

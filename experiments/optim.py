@@ -7,9 +7,19 @@ import bisect
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from experiments.method import Method
-from experiments.models import parameter_groups
+
+
+def parameter_groups(model: nn.Module, backbone: nn.Module, lr: float, backbone_scale: float) -> list[dict]:
+    """Two optimizer groups: the backbone at `backbone_scale` x lr, everything else in `model` at lr."""
+    in_backbone = {id(p) for p in backbone.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if id(p) in in_backbone], "lr": lr * backbone_scale},
+        {"params": [p for p in trainable if id(p) not in in_backbone], "lr": lr},
+    ]
 
 
 def lr_lambda(iters_per_epoch: int, gamma: float, decay: float,

@@ -15,7 +15,8 @@ import torch
 import datasets
 from datasets.registry import DOMAIN_SETS
 from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN_RESIZING, VAL_RESIZING
-from experiments.models import BN_MODES
+from experiments.argtypes import fraction, non_negative_int, positive_int
+from experiments.bn_modes import BN_MODES
 
 if TYPE_CHECKING:
     from experiments.method import Method
@@ -28,40 +29,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    value = _integer(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def device_name(text: str) -> str:

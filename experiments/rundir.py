@@ -21,11 +21,11 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from experiments import checkpoint, events
+from experiments import atomic, checkpoint, events
+from experiments.layout import CONFIG, LOCK, RESULTS
 from experiments.textlog import LOG
 from experiments.utils import ExperimentError
 
-LOCK, CONFIG, RESULTS = ".lock", "config.json", "results.json"
 _held: set[int] = set()  # descriptors of the locks this process holds
 
 
@@ -66,7 +66,7 @@ def owned(path: Path) -> Iterator[Path]:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         _held.add(descriptor)
-        checkpoint.remove_temporaries(path)
+        atomic.remove_temporaries(path)
         yield path
     finally:
         _held.discard(descriptor)
@@ -119,7 +119,7 @@ def prepare(run_dir: Path, config: dict, state: dict | None) -> SummaryWriter:
         LOG.info(f"{run_dir}: starting over; what the attempt killed before its first checkpoint logged is removed")
     text = json.dumps(config, indent=2)
     if not previous.is_file() or previous.read_text() != text:
-        checkpoint.write_atomically(previous, text.encode())
+        checkpoint.write_run_file(previous, text.encode())
     LOG.debug(f"config: {json.dumps(config)}")
     writer = events.open_writer(run_dir, *((state["step"], state["evaluated_epochs"]) if state else ()))
     writer.add_text("config", text)  # config.json in TensorBoard's text tab (never carried over: once)
@@ -129,5 +129,5 @@ def prepare(run_dir: Path, config: dict, state: dict | None) -> SummaryWriter:
 def write_results(run_dir: Path, results: dict) -> Path:
     """Write results.json, the marker of a finished run; returns its path."""
     path = run_dir / RESULTS
-    checkpoint.write_atomically(path, json.dumps(results, indent=2).encode())
+    checkpoint.write_run_file(path, json.dumps(results, indent=2).encode())
     return path

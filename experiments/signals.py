@@ -8,6 +8,7 @@ shuts them down on its way out (they also exit on their own once it is gone).
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,8 +23,26 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+def _stopped_at_start(signum: int) -> str:
+    return f"{signal.Signals(signum).name}: stopped; nothing was being trained, nothing to save"
+
+
 def _stop_at_once(signum: int, _frame: object) -> None:
-    raise Stopped(signum, f"{signal.Signals(signum).name}: stopped; nothing was being trained, nothing to save")
+    raise Stopped(signum, _stopped_at_start(signum))
+
+
+def _exit_at_once(signum: int, _frame: object) -> None:
+    print(_stopped_at_start(signum), file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def exit_at_once() -> None:
+    """From now until the engine installs its own handlers, SIGINT and SIGTERM end the process with one line and
+    status 128 + the signal's number: a command is importing torch (seconds), where a KeyboardInterrupt would
+    print a traceback of the import machinery."""
+    for signum in SIGNALS:
+        signal.signal(signum, _exit_at_once)
+
 
 
 @contextmanager

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from experiments.layout import TEXT_LOG as FILENAME
 from experiments.utils import ExperimentError
 
 LOG = logging.getLogger("experiments")
-FILENAME = "log.txt"
 
 
 class _Console(logging.Handler):

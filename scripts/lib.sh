@@ -78,13 +78,11 @@ sweep_da() {
   done
 }
 
-# summarise LOG: experiments.report's tables and plots (or, without it, the final accuracies)
+# summarise LOG: experiments.report's tables and plots
 summarise() {
   if [ "${DRY_RUN:-0}" = 1 ]; then
     echo "python -m experiments.report $1"
-  elif [ -e experiments/report ] || [ -e experiments/report.py ]; then
-    python -m experiments.report "$1"
   else
-    grep -r --include=results.json -H '"best_target_acc"' "$1" | sed 's|/results.json:||'
+    python -m experiments.report "$1"
   fi
 }

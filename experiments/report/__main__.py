@@ -7,8 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from experiments.atomic import write_atomically
 from experiments.report import __doc__ as PACKAGE_DOC
-from experiments.report.figures import plot, write_atomically
+from experiments.report.figures import plot
 from experiments.report.sweep import BENCHMARK, load_benchmark, load_runs
 from experiments.report.table import summarize, to_markdown
 
@@ -49,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     images = plot(runs, rows, out, benchmarks)
     report = out / "report.md"
     images_md = "".join(f"![{path.stem}]({path.name})\n" for path in images)
-    write_atomically(report, lambda temporary: temporary.write_text(f"# Sweep report: {args.logdir}\n\n{text}\n"
-                                                                     f"{images_md}"))
+    write_atomically(report, f"# Sweep report: {args.logdir}\n\n{text}\n{images_md}".encode())
     print(text)
     for path in (report, *images):
         print(f"wrote {path}")

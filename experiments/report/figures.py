@@ -3,11 +3,9 @@ the interleaved benchmark's step times)."""
 
 from __future__ import annotations
 
-import os
+import io
 import re
-import tempfile
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.atomic import write_atomically  # noqa: E402
 from experiments.report.sweep import CURVE_TAG, METHOD_ORDER, MODE_ORDER, Benchmark, Run, order  # noqa: E402
 from experiments.report.table import METRICS, Row  # noqa: E402
 
@@ -27,7 +26,9 @@ def file_name(*parts: str) -> str:
 
 def _save_figure(fig: plt.Figure, path: Path) -> None:
     try:
-        write_atomically(path, lambda temporary: fig.savefig(temporary, format="png", dpi=110))
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_atomically(path, png.getvalue())
     finally:
         plt.close(fig)
 
@@ -38,18 +39,6 @@ def _iters_per_epoch(run: Run) -> int:
         return max(int(run.config.get("iters_per_epoch") or 0), 0)
     except (TypeError, ValueError):
         return 0
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write with `write` to a unique temporary file beside `path`, then rename it into place."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 # Eval is drawn wide and pale under the others, so that a Tune curve equal to it stays visibly on top of it.

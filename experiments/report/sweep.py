@@ -15,15 +15,25 @@ from typing import Protocol
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-CONFIG, RESULTS, BENCHMARK = "config.json", "results.json", "benchmark.json"
+from experiments.layout import (
+    BEST_TARGET_ACC,
+    CONFIG,
+    EVENT_FILES,
+    ITER_TIME,
+    KEPT_FOR_BACKWARD,
+    PEAK,
+    RESULTS,
+    STEP_PEAK,
+    TARGET_ACC,
+)
+
+BENCHMARK = "benchmark.json"
 GROUP_FIELDS = ("task", "method")  # one block of rows per task and method, within a section
 SECTION_FIELDS = ("dataset", "arch")  # one table per dataset, backbone and device kind
 MODE_ORDER = ("train", "eval", "tune", "deploy")
 METHOD_ORDER = ("finetune", "dann", "cdan")
-ACC_TAG, CURVE_TAG = "eval/best_target_acc", "eval/target_acc"
-KEPT_TAG, STEP_PEAK_TAG, PEAK_TAG, TIME_TAG = (
-    "memory/kept_for_backward_mib", "memory/step_peak_mib", "memory/peak_mib", "time/iter_s",
-)
+ACC_TAG, CURVE_TAG = BEST_TARGET_ACC, TARGET_ACC
+KEPT_TAG, STEP_PEAK_TAG, PEAK_TAG, TIME_TAG = KEPT_FOR_BACKWARD, STEP_PEAK, PEAK, ITER_TIME
 EXPECTED_SCALARS = (ACC_TAG, CURVE_TAG, KEPT_TAG, STEP_PEAK_TAG, PEAK_TAG, TIME_TAG)
 
 
@@ -123,7 +133,7 @@ def read_config(run_dir: Path, name: str) -> dict | None:
 
 def run_directories(root: Path) -> list[Path]:
     """Every directory under `root` (itself included) that holds a config.json or TensorBoard event files."""
-    marked = [*root.rglob(CONFIG), *root.rglob("events.out.tfevents.*")]
+    marked = [*root.rglob(CONFIG), *root.rglob(EVENT_FILES)]
     return sorted({path.parent for path in marked})
 
 

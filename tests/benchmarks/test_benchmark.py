@@ -76,6 +76,7 @@ def test_crashing_peer_becomes_a_failed_row(monkeypatch):
     assert "| compile | failed: RuntimeError: cannot trace this model |" in table
 
 
+@pytest.mark.slow
 def test_smoke_run_prints_table_and_writes_json_and_png(tmp_path, capsys):
     json_path, png_path = tmp_path / "bench.json", tmp_path / "bench.png"
     modes = ["train", "eval", "tune", "deploy"]
@@ -156,6 +157,7 @@ def test_bad_options_are_argparse_errors(argv, capsys):
     assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_detector_trains_its_losses_with_frozen_bn_and_tune_keeps_less():
     torch.manual_seed(0)
     base, batch = workloads.build("fasterrcnn_resnet50_fpn", 1, 64, torch.device("cpu"))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from PIL import Image
@@ -13,6 +16,7 @@ from experiments import options
 from experiments.cdan import CDAN
 from experiments.dann import DANN
 from experiments.finetune import FineTune
+from tests.experiments.helpers import ENV, REPO
 
 
 @pytest.mark.parametrize("method", [FineTune, DANN, CDAN])
@@ -54,3 +58,13 @@ def test_flip_and_normalisation_follow_the_options():
     assert not any(isinstance(step, T.RandomHorizontalFlip) for step in train_transform(hflip=False).transforms)
     out = val_transform("res.", 8, norm_mean=(0.5,) * 3, norm_std=(0.5,) * 3)(Image.new("RGB", (8, 8), (255,) * 3))
     assert torch.allclose(out, torch.ones(3, 8, 8))
+
+
+@pytest.mark.slow
+def test_help_does_not_import_timm():
+    shown = ("import runpy, sys\nsys.argv = ['finetune', '--help']\ntry:\n"
+             "    runpy.run_module('experiments.finetune', run_name='__main__')\nexcept SystemExit:\n"
+             "    print('timm' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", shown], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--bn-mode" in done.stdout, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"

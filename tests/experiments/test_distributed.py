@@ -11,7 +11,7 @@ from experiments import engine
 from experiments.finetune import FineTune
 from tests.experiments.helpers import ENV, REPO, assert_same_tensors, saved_model, scalars, task_args
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]  # torchrun
 
 
 def test_two_process_ddp_matches_one_process_with_the_global_batch(synthetic_data, tmp_path):

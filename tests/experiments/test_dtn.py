@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 import tune
 from benchmarks.models import random_model
-from experiments.models import DTN, Classifier, apply_bn_mode, build_backbone
+from experiments.bn_modes import apply_bn_mode
+from experiments.classifier import Classifier
+from experiments.models import DTN, build_backbone
 from experiments.utils import ExperimentError
 
 

@@ -11,9 +11,9 @@ from torch import nn
 
 from experiments import options
 from experiments.cdan import CDAN
+from experiments.classifier import Classifier
 from experiments.dann import DANN
 from experiments.finetune import FineTune
-from experiments.models import Classifier
 from experiments.modules import DomainAdversary, WarmStartGradientReversal
 
 

@@ -25,7 +25,7 @@ from tests.experiments.helpers import (
     task_args,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]  # interrupted and resumed training runs
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(synthetic_data, tmp_path, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import checkpoint, engine, rundir
+from experiments import atomic, checkpoint, engine, rundir
 from experiments.dann import DANN
 from experiments.finetune import FineTune
 from tests.experiments.helpers import DANN_REFERENCE, REPO, assert_same_curves, scalars, start, task_args, wait_for_line
@@ -34,6 +34,7 @@ def test_a_run_directory_in_use_is_refused_at_once(synthetic_data, tmp_path, cap
     assert sorted(path.name for path in run_dir.iterdir()) == [rundir.LOCK]  # nothing written by the refused run
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_and_the_lock_dies_with_its_owner(synthetic_data, tmp_path, capsys,
                                                                       dann_reference):
     run_dir = tmp_path / "run"
@@ -53,7 +54,7 @@ def test_atomic_writes_leave_nothing_behind_when_they_fail(tmp_path, monkeypatch
     target = tmp_path / "results.json"
     target.mkdir()  # the rename into place fails
     with pytest.raises(IsADirectoryError):
-        checkpoint.write_atomically(target, b"{}")
+        atomic.write_atomically(target, b"{}")
     assert temporaries(tmp_path) == [] and target.is_dir()
 
     def interrupted(_descriptor, _data):
@@ -61,10 +62,11 @@ def test_atomic_writes_leave_nothing_behind_when_they_fail(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.write_atomically(tmp_path / "config.json", b"{}")
+        atomic.write_atomically(tmp_path / "config.json", b"{}")
     assert temporaries(tmp_path) == [] and not (tmp_path / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_says_how_much_was_needed_and_keeps_the_last_checkpoint(synthetic_data, tmp_path, monkeypatch,
                                                                            capsys):
     run_dir = tmp_path / "run"
@@ -91,6 +93,7 @@ def test_a_full_disk_says_how_much_was_needed_and_keeps_the_last_checkpoint(synt
     assert engine.main(FineTune, [*argv, "--resume", str(run_dir)]) == 0
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_in_a_small_tmpfs(synthetic_data, tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()

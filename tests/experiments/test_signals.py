@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -16,7 +18,9 @@ from experiments.dann import DANN
 from experiments.finetune import FineTune
 from tests.experiments.helpers import (
     DANN_REFERENCE,
+    ENV,
     FINETUNE_REFERENCE,
+    REPO,
     assert_same_curves,
     assert_same_tensors,
     saved_model,
@@ -26,7 +30,7 @@ from tests.experiments.helpers import (
     wait_for_line,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]  # signals to training runs
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(synthetic_data, tmp_path, dann_reference):
@@ -85,6 +89,19 @@ def test_ctrl_c_during_start_up_stops_with_one_line(synthetic_data, tmp_path):
     assert [line for line in error.splitlines() if line.strip()] == [
         "SIGINT: stopped; nothing was being trained, nothing to save"]
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_while_torch_imports_stops_with_one_line():
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "experiments.finetune", "--help"], cwd=REPO,
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # -X importtime reports each import as it completes
+        if line.rstrip().endswith("| experiments"):  # the package, first; then the method's imports: torch...
+            break
+    process.send_signal(signal.SIGINT)
+    out, error = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT and out == ""
+    assert [line for line in error.splitlines() if not line.startswith("import time:")] == [
+        "SIGINT: stopped; nothing was being trained, nothing to save"]
 
 
 class SignalsInEvaluation(FineTune):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ from experiments import engine, optim
 from experiments.cdan import CDAN
 from experiments.dann import DANN
 from experiments.finetune import FineTune
-from tests.experiments.helpers import scalars, task_args
+from tests.experiments.helpers import ENV, REPO, scalars, task_args
 
 TRAIN_TAGS = {"train/loss", "train/cls_loss", "train/source_acc", "train/lr", "time/iter_s", "time/data_s",
               "memory/peak_mib", "memory/kept_for_backward_mib", "memory/step_peak_mib", "eval/target_acc",
@@ -86,6 +89,7 @@ def test_every_figure_a_method_returns_is_logged(synthetic_data, tmp_path, capsy
     assert "logit_margin 1.500" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_eval_and_tune_give_the_same_losses(synthetic_data, tmp_path):
     for mode in ("eval", "tune"):
         assert engine.main(DANN, task_args(synthetic_data, tmp_path / mode, "--bn-mode", mode, "-i", "3")) == 0
@@ -114,3 +118,15 @@ def test_learning_rate_schedules():
     assert inverse(0) == 1 and inverse(1000) == pytest.approx(2**-0.75)
     step = optim.lr_lambda(iters_per_epoch=5, gamma=0.1, decay=0.75, decay_epochs=[2, 4])
     assert [step(i) for i in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+
+
+@pytest.mark.slow
+def test_the_console_and_log_txt_hold_only_the_runs_own_lines(synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "experiments.finetune", *task_args(synthetic_data, run_dir)],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    logged = [re.sub(r"^\S+ \S+ [A-Z]+ ", "", line) for line in (run_dir / "log.txt").read_text().splitlines()]
+    console = (done.stdout + done.stderr).splitlines()
+    assert console and all(line in logged for line in console), console  # the profiler's USDT lines were not
+    assert not [line for line in logged if "profiler" in line or "USDT" in line]

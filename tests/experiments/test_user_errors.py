@@ -3,7 +3,9 @@ time (exit status 2), bad data, checkpoints and numbers while running (exit stat
 
 from __future__ import annotations
 
+import os
 import shutil
+import zipfile
 
 import pytest
 import torch
@@ -74,10 +76,16 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(synthetic_data, tm
 def test_missing_corrupt_or_foreign_checkpoint_is_a_clear_error(synthetic_data, tmp_path, capsys):
     assert engine.main(DANN, task_args(synthetic_data, tmp_path / "a", "--resume", str(tmp_path / "nothing"))) == 1
     assert "no checkpoint at" in capsys.readouterr().err
-    corrupt = tmp_path / "checkpoint.pt"
-    corrupt.write_bytes(b"not a checkpoint")
+    foreign = tmp_path / "checkpoint.pt"
+    foreign.write_bytes(os.urandom(4096))
     assert engine.main(DANN, task_args(synthetic_data, tmp_path / "b", "--resume", str(tmp_path))) == 1
-    assert f"checkpoint {corrupt} is corrupt or unreadable" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {foreign} is not a checkpoint of this project (not a file torch.save "
+                                       f"wrote): pass the checkpoint.pt of a run directory\n")
+    with zipfile.ZipFile(foreign, "w") as archive:  # torch.save's layout, but not its pickle
+        archive.writestr("archive/data.pkl", os.urandom(64))
+    assert engine.main(DANN, task_args(synthetic_data, tmp_path / "b", "--resume", str(tmp_path))) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: checkpoint {foreign} is corrupt or unreadable") and error.count("\n") == 1
     weights = tmp_path / "weights.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, weights)
     assert engine.main(DANN, task_args(synthetic_data, tmp_path / "c", "--resume", str(weights))) == 1
@@ -108,3 +116,11 @@ def test_a_bad_image_list_line_is_a_clear_error(synthetic_data, tmp_path, capsys
     assert engine.main(FineTune, task_args(root, tmp_path / "run")) == 1
     error = capsys.readouterr().err
     assert error.startswith(f"error: {root / 'image_list' / 'dslr.txt'}:94: expected 'relative/path label'")
+
+
+def test_an_empty_image_list_is_named(synthetic_data, tmp_path, capsys):
+    root = shutil.copytree(ensure_synthetic(synthetic_data), tmp_path / "data")
+    (root / "image_list" / "dslr.txt").write_text("")
+    assert engine.main(FineTune, task_args(root, tmp_path / "run")) == 1
+    assert capsys.readouterr().err.startswith(f"error: {root / 'image_list' / 'dslr.txt'} is empty: expected one "
+                                              f"'relative/path label' line per image")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # runs the script
 
 
 def gpu_check(out: Path, **env: str) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # runs the scripts
 
 
 def run_script(name: str, **env: str) -> subprocess.CompletedProcess:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.experiments.helpers import ENV, REPO, TINY, wait_for_line
 
+pytestmark = pytest.mark.slow  # signals to a running sweep
+
 
 def gone(pid: int) -> bool:
     try:

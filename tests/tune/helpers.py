@@ -1,14 +1,24 @@
-"""Shared checks for the tune tests: realistic BN statistics and side-by-side comparison with plain Eval mode."""
+"""Shared checks for the tune tests: models of torchvision and timm where installed, realistic BN statistics and
+side-by-side comparison with plain Eval mode."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import Tensor, nn
 
 import tune
-from benchmarks.models import randomize_bn  # noqa: F401 - the tests import it from here
+from tests.tune.oracles import randomize_bn  # noqa: F401 - the tests import it from here
+
+
+def library_model(name: str) -> nn.Module:
+    """A randomly initialised torchvision model, or timm's when named 'timm:NAME'; the test calling it is skipped
+    where that library is not installed (tests/tune need torch alone)."""
+    if name.startswith("timm:"):
+        return pytest.importorskip("timm").create_model(name.removeprefix("timm:"), pretrained=False)
+    return pytest.importorskip("torchvision").models.get_model(name, weights=None)
 
 
 def _loss(output: Tensor | tuple) -> Tensor:

@@ -8,7 +8,6 @@ import warnings
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 import tune
@@ -180,6 +179,7 @@ def test_deploy_folds_permanently_and_matches_eval():
 
 
 def test_deploy_keeps_timm_activation():
+    pytest.importorskip("timm")
     from timm.layers import BatchNormAct2d
 
     model = randomize_bn(nn.Sequential(nn.Conv2d(3, 4, 3), BatchNormAct2d(4, act_layer=nn.ReLU))).eval()
@@ -189,12 +189,15 @@ def test_deploy_keeps_timm_activation():
     assert max_relative_error(model(x), reference(x)) < 1e-5 and (model(x) >= 0).all()
 
 
+@pytest.mark.slow
 def test_resnet_in_train_mode_with_frozen_bn_trains_like_eval():
+    torchvision = pytest.importorskip("torchvision")
     model = randomize_bn(torchvision.models.resnet18(num_classes=5))
     tune.freeze_bn_stats(model)
     assert_matches_eval(model.train(), torch.randn(2, 3, 32, 32), rtol=1e-4, steps=2)
 
 
+@pytest.mark.slow
 def test_importing_tune_imports_neither_timm_nor_torchvision():
     import os
     import subprocess

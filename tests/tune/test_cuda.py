@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-import torchvision
 
 import tune
 from tests.tune.helpers import forward_backward, kept_bytes, max_relative_error, randomize_bn
@@ -26,6 +25,7 @@ def ieee_float32():
 
 
 def resnet(dtype=torch.float32) -> torch.nn.Module:
+    torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     return randomize_bn(torchvision.models.resnet50(num_classes=10)).eval().to("cuda", dtype)
 

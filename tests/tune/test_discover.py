@@ -13,8 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import tune
-from benchmarks.models import random_model
-from tests.tune.helpers import assert_matches_eval, forward_backward, max_relative_error, randomize_bn
+from tests.tune.helpers import (
+    assert_matches_eval,
+    forward_backward,
+    library_model,
+    max_relative_error,
+    randomize_bn,
+)
 from tune.geometry import pads_to_same
 
 
@@ -79,10 +84,11 @@ ATTENTION_MODELS = ["levit_128s", "levit_conv_128s", "efficientvit_m0", "efficie
                     "tiny_vit_5m_224"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ATTENTION_MODELS)
 def test_timm_attention_models_with_a_bias_cache_save_load_and_run_after_turn_on(name):
     torch.manual_seed(0)
-    model = randomize_bn(random_model(f"timm:{name}")).eval()
+    model = randomize_bn(library_model(f"timm:{name}")).eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         want = model(x)
@@ -130,6 +136,7 @@ def test_convs_that_do_more_than_pad_to_same_are_left_alone_and_not_changed():
     report = tune.turn_on(model)
     assert report.pairs == [] and "PadOnce1d has a custom forward" in report.skipped[0][1]
     assert "size" not in once.__dict__
+    pytest.importorskip("timm")
     from timm.layers import Conv2dSame, StdConv2dSame
 
     assert pads_to_same(Conv2dSame(3, 4, 3, stride=2))
@@ -137,9 +144,10 @@ def test_convs_that_do_more_than_pad_to_same_are_left_alone_and_not_changed():
     assert not pads_to_same(nn.Conv2d(3, 4, 3, stride=2))
 
 
+@pytest.mark.slow
 def test_tf_efficientnet_conv2d_same_pairs_are_folded_exactly_in_tune_and_deploy():
     torch.manual_seed(0)
-    model = randomize_bn(random_model("timm:tf_efficientnet_b0")).eval().double()
+    model = randomize_bn(library_model("timm:tf_efficientnet_b0")).eval().double()
     x = torch.randn(2, 3, 65, 66, dtype=torch.float64)
     report = assert_matches_eval(model, x, rtol=1e-9, steps=0)
     assert len(report.pairs) == 49 and report.skipped == []
@@ -183,7 +191,7 @@ class Untraceable(nn.Module):
 @pytest.mark.parametrize("name", ["timm:repvgg_a0", "timm:mixnet_s", "timm:efficientvit_m0", "timm:levit_128s",
                                   "timm:fastvit_t8", "residual", "untraceable"])
 def test_no_reason_speaks_torch_fx(name):
-    model = {"residual": ResidualTail, "untraceable": Untraceable}.get(name, lambda: random_model(name))()
+    model = {"residual": ResidualTail, "untraceable": Untraceable}.get(name, lambda: library_model(name))()
     report = tune.turn_on(model)
     assert report.skipped
     node_names = _node_names(model)

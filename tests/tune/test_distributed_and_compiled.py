@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -11,6 +12,8 @@ from torch import nn
 
 import tune
 from tests.tune.helpers import forward_backward, max_relative_error, randomize_bn
+
+pytestmark = pytest.mark.slow  # compiles, and spawns processes
 
 
 def small_net() -> nn.Module:

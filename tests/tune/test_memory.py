@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -49,6 +50,7 @@ def test_tune_keeps_only_the_conv_input_like_deploy_while_eval_also_keeps_the_co
 
 
 def test_tune_keeps_nothing_weight_sized_for_frozen_bn_linear_and_transposed_convs(strategy):
+    pytest.importorskip("torchvision")
     from torchvision.ops import FrozenBatchNorm2d
 
     for model, x in (

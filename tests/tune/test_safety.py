@@ -221,7 +221,9 @@ def test_discovery_leaves_no_fx_proxy_in_state_a_forward_caches():
 
 
 @pytest.mark.filterwarnings("ignore:tune. a pair whose BN is in training mode")
+@pytest.mark.slow
 def test_detector_backbone_with_frozen_bn_is_converted_and_the_detector_still_runs():
+    pytest.importorskip("torchvision")
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     torch.manual_seed(0)

@@ -8,14 +8,16 @@ import pytest
 import torch
 
 import tune
-from benchmarks.models import ZOO, bns_fed_directly_by_a_conv, random_model
-from tests.tune.helpers import assert_matches_eval, kept_bytes, randomize_bn
+from tests.tune.helpers import assert_matches_eval, kept_bytes, library_model, randomize_bn
+from tests.tune.oracles import ZOO, bns_fed_directly_by_a_conv
+
+pytestmark = pytest.mark.slow  # whole networks in float64: minutes on a CPU
 
 
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_model_converts_every_eligible_pair_trains_like_eval_and_keeps_what_deploy_keeps(name):
     torch.manual_seed(0)
-    model = randomize_bn(random_model(name)).eval()
+    model = randomize_bn(library_model(name)).eval()
     x = torch.randn(2, 3, 64, 64)
     eligible = bns_fed_directly_by_a_conv(model, x)
     assert eligible, "the oracle found no Conv -> BN pair"
@@ -38,7 +40,7 @@ def test_zoo_model_converts_every_eligible_pair_trains_like_eval_and_keeps_what_
 ])
 def test_more_timm_models_convert_what_they_can_and_say_why_not(name, reason):
     torch.manual_seed(0)
-    model = randomize_bn(random_model(name)).eval().double()
+    model = randomize_bn(library_model(name)).eval().double()
     report = assert_matches_eval(model, torch.randn(2, 3, 64, 64, dtype=torch.float64), rtol=1e-9, steps=0)
     assert report.pairs
     if reason is None:
