@@ -63,7 +63,7 @@ def test_bn_called_twice_is_left_alone():
         def forward(self, x):
             return self.bn(self.a(x)) + self.bn(self.b(x))
 
-    check_left_alone(SharedBN(), X, "BN called 2 times")
+    check_left_alone(SharedBN(), X, "it is called 2 times in one forward")
 
 
 def test_bn_fed_by_concatenation_is_left_alone():
@@ -166,10 +166,24 @@ def test_bn_inside_an_untraceable_module_is_reported_with_the_trace_error():
 
         def forward(self, x):
             y = self.bn(self.conv(x))
-            return y if y.sum() > 0 else -y
+            return y[:, :, : int(x.shape[-1]) // 2]
 
     report = check_left_alone(Block(), X, "torch.fx cannot trace")
-    assert "cannot trace the model (its forward branches on the value of a tensor)" in report.skipped[0][1]
+    assert "cannot trace the model: its forward converts a tensor's value or size to a Python int" in report.skipped[0][1]
+
+
+def test_a_module_branching_on_a_tensor_is_traced_on_both_paths():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return y if y.sum() > 0 else -y
+
+    report = assert_matches_eval(randomize_bn(Block()).eval().double(), X.double(), rtol=1e-9)
+    assert report.pairs == [("conv", "bn")]
 
 
 def test_branch_taken_only_in_training_is_seen():
