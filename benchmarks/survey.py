@@ -1,4 +1,5 @@
-"""Survey tune on every torchvision classification model and on 150+ timm architectures that use BatchNorm.
+"""Survey tune on every torchvision classification model, 173 timm architectures that use BatchNorm and the
+Hugging Face transformers vision families with a BatchNorm or a frozen BN ('hf:CLASS', benchmarks/hf_models.py).
 
     nice -n 19 python -m benchmarks.survey [--out results/survey_DATE.json] [--models NAME ...] [--jobs 1]
                                            [--update [--resume]] [--summary] [--timeout 900] [--memory-gib 12]
@@ -34,6 +35,7 @@ import torchvision
 from torch import Tensor, nn
 
 import tune
+from benchmarks.hf_models import HF_MODELS, hf_model
 from benchmarks.models import SURVEY_TIMM, bns_fed_directly_by_a_conv, random_model, randomize_bn
 from tune.layers import is_bn_like
 
@@ -45,26 +47,28 @@ RESOLUTIONS = (32, 64, 96, 128, 160, 224, 299)
 # Reasons a pair the hook count finds is left alone that tune cannot fix by design (anything else is a finding).
 BY_DESIGN = {
     "is also used by": "the conv's output has another user",
-    "times per forward": "the conv or BN is called more than once",
+    "times in one forward": "the conv or BN is called more than once",
     "custom forward": "the conv has a forward of its own",
     "torch.fx cannot trace": "torch.fx cannot trace the module around it",
     "registered under several names": "a module registered under several names",
     "forward hooks": "forward hooks on the conv or BN",
-    "read outside the modules": "conv or BN parameters read outside the modules",
-    "different convs in train and eval": "different convs feed it in train and eval mode",
+    "read outside the two modules": "conv or BN parameters read outside the modules",
+    "different convs on different paths": "different convs feed it on different paths",
+    "not known to be a frozen BatchNorm": "a module with BN's buffers whose forward is not a frozen BN's",
 }
 
 
 def survey_models() -> list[str]:
     """The timm architectures of the survey ('timm:NAME'), one of each family in turn, then every torchvision
-    classification model, smallest first: a survey cut short has seen the most kinds of models that use BatchNorm."""
+    classification model, smallest first, then the transformers models: a survey cut short has seen the most kinds
+    of models that use BatchNorm."""
     families: dict[str, list[str]] = {}
     for name in SURVEY_TIMM:
         families.setdefault(re.split(r"[\d_]", name)[0], []).append(f"timm:{name}")
     in_turn = [name for round_ in itertools.zip_longest(*families.values()) for name in round_ if name]
     torchvision_models = sorted(torchvision.models.list_models(module=torchvision.models),
                                 key=lambda n: torchvision.models.get_model_weights(n).DEFAULT.meta["num_params"])
-    return in_turn + torchvision_models
+    return in_turn + torchvision_models + [f"hf:{name}" for name in HF_MODELS]
 
 
 # ---- One model, in its own process.
@@ -175,7 +179,7 @@ def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
     A model without BatchNorm is only checked to be left alone and to copy after turn_on (in float32, forward only):
     nothing of it is converted."""
     stages.enter("build")
-    model = random_model(name)
+    model = hf_model(name) if name.startswith("hf:") else random_model(name)
     record = {"bn_layers": sum(1 for m in model.modules() if is_bn_like(m)),
               "parameters": sum(p.numel() for p in model.parameters())}
     record["resolution"] = size = _resolution(model)
@@ -368,7 +372,6 @@ def miss_category(reason: str) -> str | None:
 def summary(records: list[dict]) -> str:
     """A Markdown table of the survey: models, checks that failed (and on which models), pairs and misses."""
     ok = [r for r in records if r["status"] == "ok"]
-    timm = sum(r["model"].startswith("timm:") for r in records)
     with_bn = [r for r in ok if r["bn_layers"]]
     failed: dict[str, list[str]] = {}
     for record in records:
@@ -379,9 +382,12 @@ def summary(records: list[dict]) -> str:
     def names(models: list[str]) -> str:
         return ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
 
-    rows = [("models surveyed", f"{len(records)} ({len(records) - timm} torchvision, {timm} timm)"),
-            ("models with BatchNorm", f"{len(with_bn)} ({sum(not r['model'].startswith('timm:') for r in with_bn)}"
-                                      f" torchvision, {sum(r['model'].startswith('timm:') for r in with_bn)} timm)")]
+    def by_library(models: list[dict]) -> str:
+        counts = Counter(r["model"].partition(":")[0] if ":" in r["model"] else "torchvision" for r in models)
+        return ", ".join(f"{counts[k]} {k}" for k in ("torchvision", "timm", "hf") if counts[k])
+
+    rows = [("models surveyed", f"{len(records)} ({by_library(records)})"),
+            ("models with BatchNorm", f"{len(with_bn)} ({by_library(with_bn)})")]
     for check in ("crash", "timeout", "out-of-memory", "model-error", "save after turn_on (tune)",
                   "deepcopy after turn_on (tune)", "save after turn_on (deploy)", "deepcopy after turn_on (deploy)",
                   "turn_on changed a model without BatchNorm", "float64 mismatch", "kept > 1.01x Deploy",
@@ -417,7 +423,8 @@ def _write(path: Path, records: list[dict], meta: dict) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="JSON to write (default results/survey_DATE.json)")
-    parser.add_argument("--models", nargs="+", help="survey these models only (torchvision name or timm:NAME)")
+    parser.add_argument("--models", nargs="+",
+                        help="survey these models only (torchvision name, timm:NAME or hf:CLASS)")
     parser.add_argument("--update", action="store_true", help="rerun the models into an existing --out JSON")
     parser.add_argument("--resume", action="store_true",
                         help="with --update: survey only the models the JSON has no record of yet")
