@@ -3,12 +3,13 @@
 Discovery traces the model with torch.fx, convs and BNs kept as leaves, in train mode and in eval mode. Where the
 forward branches in Python on a traced value (a tensor, its size, an argument such as `output_hidden_states`) or
 loops over an input, tracing does not give up: the trace is repeated once for every way those branches can go
-(`_PathTracer`), up to MAX_PATHS paths, so every path the forward can take is seen. A pair is accepted when, on every
-path that reaches it, the BN's only input is the conv's output, that output has no other user, both modules are
-called exactly once and no parameter of theirs is read outside them. When a module still cannot be traced (too many
-paths, or Python that tracing cannot follow, like int() of a size), its children are traced instead, recursively, so
-a detector's backbone is still found. The trace is used for discovery only: the model keeps running its own Python
-forward, and every module is left exactly as it was found.
+(`_PathTracer`, up to MAX_BRANCHES branches on one path), so every path the forward can take is seen. int() and
+float() of a traced value (padding computed from the input's size) stay traced (`_numbers_traced`). A pair is
+accepted when, on every path that reaches it, the BN's only input is the conv's output, that output has no other
+user, both modules are called exactly once and no parameter of theirs is read outside them. When a module still
+cannot be traced (too many branches, or Python that tracing cannot follow), its children are traced instead,
+recursively, so a detector's backbone is still found. The trace is used for discovery only: the model keeps running
+its own Python forward, and every module is left exactly as it was found.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from .geometry import batched_ndim
 from .layers import is_bn_like, is_conv_like, pair_problem
 from .report import Report
 
-MAX_PATHS = 64  # traces of one module, one per combination of its branches, before its children are traced instead
-_MAX_DECISIONS = 12  # branches on one path: more means more paths than are worth tracing one by one
+# Branches on traced values along one path of a module's forward, at most; so at most 2**MAX_BRANCHES paths are
+# traced. A module with more is not traced as a whole: its children are, one by one.
+MAX_BRANCHES = 6
 
 
 class _TooManyPaths(Exception):
-    """A module's forward has more paths than discovery traces one by one."""
+    """A path through a module's forward branches more than MAX_BRANCHES times."""
 
 
 class _NoPath(Exception):
@@ -100,7 +102,7 @@ class _PathTracer(_LeafTracer):
         if key in self.decided:
             return self.decided[key]
         step = len(self.taken)
-        if step >= _MAX_DECISIONS:
+        if step >= MAX_BRANCHES:
             raise _TooManyPaths
         choice = self.script[step] if step < len(self.script) else False
         self.taken.append(choice)
@@ -117,6 +119,52 @@ class _PathTracer(_LeafTracer):
             index += 1
 
 
+class _TracedNumber(type):
+    """The type of `int` and `float` as model code sees them while traced: calling one on a traced value (a size,
+    say) gives a traced value, so what the forward computes from it is recorded and every branch on it is followed,
+    never fixed to one value; anything else (isinstance, int.from_bytes, plain values) is the builtin's."""
+
+    def __call__(cls, value: object = 0, *args: object) -> object:
+        if isinstance(value, fx.Proxy):
+            return value.tracer.create_proxy("call_function", cls.builtin, (value, *args), {})
+        return cls.builtin(value, *args)
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, cls.builtin)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, cls.builtin)
+
+    def __getattr__(cls, name: str) -> object:
+        return getattr(cls.builtin, name)
+
+
+_TRACED_NUMBERS = {kind.__name__: _TracedNumber(kind.__name__, (), {"builtin": kind}) for kind in (int, float)}
+
+
+@contextmanager
+def _numbers_traced(model: nn.Module) -> Iterator[None]:
+    """While tracing, int() and float() in the source files of the model's own module classes (the globals their
+    forwards see; torch's are left alone) keep traced values traced; the globals are restored on exit. Code in other
+    files still stops the trace, which is then retried on the module's children."""
+    patched = []
+    for module in model.modules():
+        if type(module).__module__.split(".")[0] == "torch":
+            continue
+        namespace = getattr(type(module).forward, "__globals__", None)
+        if namespace is None or any(namespace is seen for seen in patched):
+            continue
+        if not any(name in namespace for name in _TRACED_NUMBERS):
+            namespace.update(_TRACED_NUMBERS)
+            patched.append(namespace)
+    try:
+        yield
+    finally:
+        for namespace in patched:
+            for name in _TRACED_NUMBERS:
+                del namespace[name]
+
+
 def _trace_path(tracer: _PathTracer, module: nn.Module) -> fx.Graph | None:
     """The graph of one path, or None where the forward itself raises on that path (torch.cat of an empty list when
     an iterated input has no element, say), so the model cannot return through it either."""
@@ -130,13 +178,10 @@ def _trace_path(tracer: _PathTracer, module: nn.Module) -> fx.Graph | None:
 
 def _every_path(module: nn.Module) -> list[fx.Graph]:
     """One graph per path through `module`'s forward: depth-first over the branch choices, True after False."""
-    graphs, script, paths = [], [], 0
+    graphs, script = [], []
     while True:
-        if paths == MAX_PATHS:
-            raise _TooManyPaths
         tracer = _PathTracer(script)
         graph = _trace_path(tracer, module)
-        paths += 1
         graphs += [graph] if graph is not None else []
         script = tracer.taken
         while script and script[-1]:
@@ -197,7 +242,7 @@ def _trace_recursively(
         graphs = _every_path(module)
     except Exception as error:  # noqa: BLE001 - any trace failure means: look deeper
         owner = explain.owner_words(module, prefix)
-        too_many = MAX_PATHS if isinstance(error, _TooManyPaths) else None
+        too_many = MAX_BRANCHES if isinstance(error, _TooManyPaths) else None
         failure = explain.trace_failure(owner, error, too_many, isinstance(error, _NoPath))
         failures[prefix.rstrip(".")] = failure
         for name, child in module.named_children():
@@ -230,7 +275,7 @@ def find_pairs(model: nn.Module) -> Report:
     turn_on that changes nothing.
 
     Whatever tracing or probing a conv's forward stores on a module (fx proxies in a cache, say) is undone."""
-    with _left_as_found(model):
+    with _left_as_found(model), _numbers_traced(model):
         return _judge_model(model)
 
 

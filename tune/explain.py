@@ -66,12 +66,12 @@ def describe(node: object, root: nn.Module, prefix: str) -> str:
     return "the model's input" if not prefix else f"the input of {owner_words(root, prefix)}"
 
 
-def trace_failure(owner: str, error: Exception, max_paths: int | None, raised_everywhere: bool) -> str:
-    """Why torch.fx could not trace `owner` (`max_paths`: it has more paths than that; `raised_everywhere`: its
-    forward raised on every path), as a clause that ends a sentence."""
-    if max_paths is not None:
-        why = (f"its forward has more than {max_paths} paths through Python branches on its inputs, their sizes or "
-               f"its arguments")
+def trace_failure(owner: str, error: Exception, max_branches: int | None, raised_everywhere: bool) -> str:
+    """Why torch.fx could not trace `owner` (`max_branches`: a path through it branches more often than that;
+    `raised_everywhere`: its forward raised on every path), as a clause that ends a sentence."""
+    if max_branches is not None:
+        why = (f"its forward branches more than {max_branches} times in Python on its inputs, their sizes or its "
+               f"arguments, too many paths to trace one by one")
     elif raised_everywhere:
         why = "its forward raised an error on every path through its branches that tracing tried"
     else:

@@ -136,6 +136,17 @@ class PadsFromShape(nn.Module):
         return self.bn(self.conv(x))
 
 
+class PadsFromIntSizes(PadsFromShape):
+    """The same, with the sizes taken as Python ints first (HF MobileNetV2's int(features.shape[-2]))."""
+
+    def forward(self, x):
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        pad_h = 1 if height % 2 == 0 else 2
+        pad_w = 1 if width % 2 == 0 else 2
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        return self.bn(self.conv(x))
+
+
 class LoopsOverInputs(nn.Module):
     """A head that loops over a list of feature maps, then fuses them (HF Segformer's decode head)."""
 
@@ -149,10 +160,12 @@ class LoopsOverInputs(nn.Module):
         return self.bn(self.fuse(torch.cat(maps, dim=1)))
 
 
-def test_a_conv_that_pads_from_the_input_size_is_traced_on_every_path():
-    model = randomize_bn(PadsFromShape()).eval().double()
+@pytest.mark.parametrize("layer", [PadsFromShape, PadsFromIntSizes])
+def test_a_conv_that_pads_from_the_input_size_is_traced_on_every_path(layer):
+    model = randomize_bn(layer()).eval().double()
     for x in (X, X[..., :8, :8]):
         assert assert_matches_eval(model, x, rtol=1e-9).pairs == [("conv", "bn")]
+    assert "int" not in globals() and "float" not in globals()  # discovery put the builtins back
 
 
 def test_a_forward_that_iterates_over_a_list_input_is_traced_for_every_length():
@@ -175,3 +188,17 @@ def test_find_pairs_is_a_dry_run():
     state = copy.deepcopy(model.state_dict())
     assert tune.find_pairs(model).pairs == [("top", "top_bn")]
     assert "forward" not in model.top.__dict__ and all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+
+
+def test_a_size_used_where_tracing_cannot_follow_leaves_the_bn_with_a_reason():
+    class CountsChannels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return sum(self.bn(self.conv(x[:, i : i + 1].expand_as(x))) for i in range(int(x.shape[1])))
+
+    ((name, reason),) = tune.find_pairs(CountsChannels()).skipped
+    assert reason.startswith("it lies inside a module that could not be traced (torch.fx cannot trace the model: its")
+    assert "make that forward traceable" in reason
