@@ -189,16 +189,3 @@ def test_find_pairs_is_a_dry_run():
     assert tune.find_pairs(model).pairs == [("top", "top_bn")]
     assert "forward" not in model.top.__dict__ and all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
-
-def test_a_size_used_where_tracing_cannot_follow_leaves_the_bn_with_a_reason():
-    class CountsChannels(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)
-
-        def forward(self, x):
-            return sum(self.bn(self.conv(x[:, i : i + 1].expand_as(x))) for i in range(int(x.shape[1])))
-
-    ((name, reason),) = tune.find_pairs(CountsChannels()).skipped
-    assert reason.startswith("it lies inside a module that could not be traced (torch.fx cannot trace the model: its")
-    assert "make that forward traceable" in reason
