@@ -148,6 +148,8 @@ def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
     tune.freeze_bn_stats(model)
     stages.enter("eval")
     reference = _run(model, x, backward=True)
+    stages.enter("eval copies")
+    record["eval_copies"] = _pickles(model, x, reference["outputs"])  # a model that cannot be saved untouched
     stages.enter("turn_on")
     report = tune.turn_on(model)
     converted = {bn for _, bn in report.pairs}

@@ -25,9 +25,10 @@ def findings(record: dict) -> dict[str, str]:
     if record["status"] != "ok":
         return {record["status"]: record.get("error", record.get("stage", ""))}
     found = {}
+    untouched = record.get("eval_copies", {})  # the model's own failures (a hook of a local function, say)
     for mode in ("tune", "deploy"):
         for check, error in record[f"{mode}_copies"].items():
-            if error:
+            if error and error != untouched.get(check):
                 found[f"{check} after turn_on ({mode})"] = error
     if not record["bn_layers"]:
         if record["pairs"] or record["skipped"]:
@@ -89,6 +90,8 @@ def summary(records: list[dict]) -> str:
                  names([r["model"] for r in with_bn if "rounding_noise" in r]) or "0"))
     rows.append(("compared in float32 (too large for float64)", names([r["model"] for r in with_bn
                                                                        if r["dtype"] != "float64"]) or "0"))
+    rows.append(("save or deepcopy failing before turn_on too (not counted above)",
+                 names([r["model"] for r in with_bn if any(r.get("eval_copies", {}).values())]) or "0"))
     ratios = [r["kept_tune"] / r["kept_deploy"] for r in with_bn if r["kept_deploy"]]
     rows += [("largest float64 error vs Eval (well-conditioned models)", f"{worst:.1e}"),
              ("largest kept Tune / Deploy", f"{max(ratios, default=0.0):.4f}")]
