@@ -85,8 +85,8 @@ def trace_failure(owner: str, error: Exception, max_branches: int | None, raised
 
 def untraced(failure: str) -> str:
     return (f"it lies inside a module that could not be traced ({failure}), and no smaller part of that module that "
-            f"contains it could be traced on its own either; make that forward traceable by torch.fx (for example, "
-            f"move size arithmetic into the conv module, as timm's Conv2dSame does) to convert it")
+            f"contains it could be traced on its own either; to convert it, change what stopped the trace, as named "
+            f"in parentheses")
 
 
 def input_traced_alone(failure: str) -> str:
