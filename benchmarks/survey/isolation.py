@@ -17,6 +17,8 @@ from benchmarks.survey.checks import Stages, check_model
 
 # How a child makes tune compute the pairs: as turn_on chooses by feature-map size, or every call one way.
 STRATEGIES = {"auto": None, "fold": 0, "recompute": 10**12}
+# Stages that run only the model's own code (before turn_on): an error there is the model's, not tune's
+MODEL_STAGES = ("build", "eval")
 
 
 def _out_of_memory(exc: Exception) -> bool:
@@ -32,7 +34,7 @@ def _child(name: str, memory_bytes: float, strategy: str) -> None:
     try:
         record = {"status": "ok", **check_model(name, stages, memory_bytes)}
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the parent collects every model
-        status = ("out-of-memory" if _out_of_memory(exc) else "model-error" if stages.now == "build" else "crash")
+        status = ("out-of-memory" if _out_of_memory(exc) else "model-error" if stages.now in MODEL_STAGES else "crash")
         record = {"status": status, "stage": stages.now,
                   "error": f"{type(exc).__name__} in {stages.now}: {str(exc)[:300]}"}
     stages.enter("done")
