@@ -22,7 +22,7 @@ from .compat import autocast_dtype, autocast_enabled, is_compiling
 from .discover import find_pairs
 from .fold import FoldedConv, folded_weight_and_bias
 from .geometry import ConvGeometry, batched_ndim, conv_geometry, static_geometry, weight_layout
-from .layers import always_running_stats, has_activation
+from .layers import always_running_stats, bn_eps, has_activation
 from .recompute import conv_bn_recomputed
 from .report import TRAINING_MODE_NOTE, Report
 
@@ -93,8 +93,9 @@ def _eps_tensor(pair: _Pair) -> Tensor:
     """bn.eps as a 0-dim CPU tensor of the fold's dtype (float32, or float64 for float64 statistics)."""
     bn, eps = pair.bn, pair.eps
     dtype = torch.float64 if bn.running_var.dtype == torch.float64 else torch.float32
-    if eps is None or pair.eps_value != bn.eps or eps.dtype != dtype:
-        eps, pair.eps_value = torch.tensor(bn.eps, dtype=dtype), bn.eps
+    value = bn_eps(bn)
+    if eps is None or pair.eps_value != value or eps.dtype != dtype:
+        eps, pair.eps_value = torch.tensor(value, dtype=dtype), value
         pair.eps = eps
     return eps
 
@@ -146,7 +147,7 @@ def _fold_permanently(model: nn.Module, conv_name: str, bn_name: str) -> None:
     conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
     with torch.no_grad():
         weight, bias = folded_weight_and_bias(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                                              bn.running_var, bn.eps, weight_layout(conv), conv.weight.dtype)
+                                              bn.running_var, bn_eps(bn), weight_layout(conv), conv.weight.dtype)
     conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
     conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
     parent_name, _, child = bn_name.rpartition(".")

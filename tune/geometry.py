@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-STOCK_CONV_FORWARDS = {
-    cls.forward
-    for cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                nn.Linear)
-}
+from .layers import has_stock_forward, tensorflow_same_totals
 
 
 @dataclass(frozen=True)
@@ -46,11 +41,6 @@ def weight_layout(conv: nn.Module) -> ConvGeometry:
     return ConvGeometry(transposed=conv.transposed, groups=conv.groups)
 
 
-def has_stock_forward(conv: nn.Module) -> bool:
-    """The conv runs the forward of its torch class (not one of its own)."""
-    return type(conv).forward in STOCK_CONV_FORWARDS
-
-
 def static_geometry(conv: nn.Module) -> ConvGeometry | None:
     """The conv's geometry when it does not depend on the input (no input padding, no output_size), else None."""
     if isinstance(conv, nn.Linear):
@@ -58,12 +48,6 @@ def static_geometry(conv: nn.Module) -> ConvGeometry | None:
     if not has_stock_forward(conv) or conv.transposed or conv.padding_mode != "zeros" or conv.padding == "same":
         return None
     return conv_geometry(conv, None, None)[0]  # these branches never read the input
-
-
-def _tensorflow_same_totals(conv: nn.Module, sizes: tuple[int, ...]) -> list[int]:
-    """Padding per spatial axis that makes a strided conv's output ceil(size / stride) long (TensorFlow's 'same')."""
-    return [max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            for size, k, s, d in zip(sizes, conv.kernel_size, conv.stride, conv.dilation)]
 
 
 def _split_padding(x: Tensor | None, totals: list[int]) -> tuple[tuple[int, ...], Tensor | None]:
@@ -95,7 +79,7 @@ def conv_geometry(
         return ConvGeometry(padding=tuple(conv.padding), transposed=True,
                             output_padding=tuple(output_padding), **common), x
     if not has_stock_forward(conv):
-        padding, x = _split_padding(x, _tensorflow_same_totals(conv, tuple(x.shape[2:])))
+        padding, x = _split_padding(x, tensorflow_same_totals(conv, tuple(x.shape[2:])))
     elif conv.padding_mode != "zeros":
         x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
         padding = (0,) * spatial
@@ -106,33 +90,3 @@ def conv_geometry(
     else:
         padding = tuple(conv.padding)
     return ConvGeometry(padding=padding, output_padding=(0,) * spatial, **common), x
-
-
-def pads_to_same(conv: nn.Module) -> bool:
-    """Whether a conv with a forward of its own just pads each input to TensorFlow's 'same' and then runs the stock
-    convolution (timm's Conv2dSame, and any layer like it): checked by running that forward on two probe inputs
-    whose padding differs, so no library has to be imported. A forward that changes the module's state while probed
-    is only called inside discovery, which restores the state afterwards."""
-    if not isinstance(conv, nn.modules.conv._ConvNd) or has_stock_forward(conv) or conv.transposed:
-        return False
-    weight = conv.weight
-    if conv.padding_mode != "zeros" or isinstance(conv.padding, str) or any(conv.padding) or weight.is_meta:
-        return False
-    generator = torch.Generator().manual_seed(0)
-    for extra in (1, 2):
-        sizes = [(k - 1) * d + s + extra for k, s, d in zip(conv.kernel_size, conv.stride, conv.dilation)]
-        x = torch.randn(2, conv.in_channels, *sizes, generator=generator).to(weight.device, weight.dtype)
-        try:
-            with torch.no_grad(), torch.autocast(weight.device.type, enabled=False):
-                got = type(conv).forward(conv, x)
-                geometry, padded = conv_geometry(conv, x, None)
-                want = torch.convolution(padded, weight, conv.bias, geometry.stride, geometry.padding,
-                                         geometry.dilation, False, geometry.output_padding, geometry.groups)
-        except Exception:  # noqa: BLE001 - a forward that cannot run on a plain input is not a padded conv
-            return False
-        if not isinstance(got, Tensor) or got.shape != want.shape:
-            return False
-        scale = want.abs().max()
-        if not (scale > 0 and (got - want).abs().max() <= 1e-3 * scale):  # all-zero output: cannot tell; NaN: no
-            return False
-    return True

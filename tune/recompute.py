@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compat import autocast_dtype, autocast_enabled
+from .layers import bn_eps
 
 
 class _Recipe:
@@ -45,8 +46,8 @@ def conv_bn_recomputed(conv: nn.Module, bn: nn.Module, args: tuple, device_type:
     """BN(conv(*args)) with BN on running statistics, as Eval mode computes it, keeping no conv output."""
     output = type(conv).forward(conv, *args)
     if not torch.is_grad_enabled():
-        return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn_eps(bn))
     autocast = (device_type, autocast_dtype(device_type)) if autocast_enabled(device_type) else None
     recipe = _Recipe(output, conv, args, autocast)
     with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
-        return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return F.batch_norm(output, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn_eps(bn))

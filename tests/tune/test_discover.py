@@ -20,7 +20,7 @@ from tests.tune.helpers import (
     max_relative_error,
     randomize_bn,
 )
-from tune.geometry import pads_to_same
+from tune.layers import pads_to_same
 
 
 def save_and_load(model: nn.Module) -> nn.Module:
@@ -202,10 +202,9 @@ def test_no_reason_speaks_torch_fx(name):
 
 def test_reasons_name_operators_modules_and_classes():
     reasons = dict(tune.turn_on(ResidualTail()).skipped)
-    assert reasons["bn"] == "output of conv conv is also used by a residual add (+)"
-    assert reasons["bn2"] == "its input comes from module ident (Identity), not from a conv"
-    assert reasons["bn3"] == "its input comes from a multiplication (*), not from a conv"
-    assert reasons["bn4"] == "its input comes from a residual add (+), not from a conv"
+    assert reasons["bn"].startswith("the output of conv conv is also used by a residual add (+), which would see")
+    assert reasons["bn2"].startswith("its input comes from module ident (Identity), not from a conv")
+    assert reasons["bn3"].startswith("its input comes from a multiplication (*), not from a conv")
+    assert reasons["bn4"].startswith("its input comes from a residual add (+), not from a conv")
     (_, reason), = tune.turn_on(Untraceable()).skipped
-    assert reason == ("its input comes from the input of tail (Sequential), traced on its own because torch.fx "
-                      "cannot trace the model (its forward branches on the value of a tensor), not from a conv")
+    assert reason == "its input comes from a negation (-x), not from a conv, so there is no conv to fold it into"

@@ -29,6 +29,14 @@ def check_left_alone(model: nn.Module, x: torch.Tensor, reason: str) -> tune.Rep
 X = torch.randn(2, 3, 6, 6)
 
 
+class ConvBN(nn.Module):
+    """A conv and a BN; each test writes the forward that uses them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+
 def test_conv_output_with_a_second_user_is_left_alone():
     class Residual(nn.Module):
         def __init__(self):
@@ -63,7 +71,7 @@ def test_bn_called_twice_is_left_alone():
         def forward(self, x):
             return self.bn(self.a(x)) + self.bn(self.b(x))
 
-    check_left_alone(SharedBN(), X, "BN called 2 times")
+    check_left_alone(SharedBN(), X, "it is called 2 times in one forward")
 
 
 def test_bn_fed_by_concatenation_is_left_alone():
@@ -116,11 +124,7 @@ def test_conv_with_a_forward_hook_is_left_alone():
 
 
 def test_conv_weight_read_outside_the_module_is_left_alone():
-    class Tied(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
-
+    class Tied(ConvBN):
         def forward(self, x):
             return self.bn(self.conv(x)) * self.conv.weight.sum()
 
@@ -159,17 +163,25 @@ def test_untraceable_top_level_falls_back_to_tracing_the_backbone():
 
 
 def test_bn_inside_an_untraceable_module_is_reported_with_the_trace_error():
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+    class CountsChannels(ConvBN):
+        def forward(self, x):
+            return sum(self.bn(self.conv(x[:, i : i + 1].expand_as(x))) for i in range(int(x.shape[1])))
 
+    reason = check_left_alone(CountsChannels(), X, "torch.fx cannot trace").skipped[0][1]
+    assert reason.startswith("it lies inside a module that could not be traced (torch.fx cannot trace the model: its")
+    assert "to convert it, change what stopped the trace" in reason
+
+
+def test_a_module_branching_on_a_tensor_or_its_size_is_traced_on_every_path():
+    class Branches(ConvBN):
         def forward(self, x):
             y = self.bn(self.conv(x))
-            return y if y.sum() > 0 else -y
+            y = y if y.sum() > 0 else -y
+            return y[:, :, : int(x.shape[-1]) // 2] if x.shape[-1] % 2 else y
 
-    report = check_left_alone(Block(), X, "torch.fx cannot trace")
-    assert "cannot trace the model (its forward branches on the value of a tensor)" in report.skipped[0][1]
+    model = randomize_bn(Branches()).eval().double()
+    for x in (X.double(), X[..., :5].double()):
+        assert assert_matches_eval(model, x, rtol=1e-9).pairs == [("conv", "bn")]
 
 
 def test_branch_taken_only_in_training_is_seen():

@@ -1,6 +1,7 @@
-"""The model zoo tune is tested on, and a command that prints what Tune mode converts and saves on each model.
+"""A command that prints, for each model tune is tested on (benchmarks.models.ZOO), the pairs Tune mode converts
+and the memory kept for backward in Eval, Tune and Deploy mode.
 
-    python -m benchmarks.zoo --batch-size 8 --resolution 160
+    python -m benchmarks.pairs_and_memory --batch-size 8 --resolution 160
 """
 
 from __future__ import annotations
