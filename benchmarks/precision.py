@@ -25,7 +25,6 @@ import tune
 from benchmarks import workloads
 from benchmarks.measure import AUTOCAST_DTYPES
 from benchmarks.report import metadata, write_json
-from tune.discover import find_pairs
 
 KINDS = ("input", "conv weight", "conv bias", "BN gamma", "BN beta")
 MODES = ("eval", "tune")
@@ -79,7 +78,7 @@ def bn_parameter(bn: nn.Module, name: str) -> nn.Parameter | None:
 
 def measure(model: nn.Module, batch: workloads.Batch, dtype: str, worst: int = 3) -> dict:
     """Per mode and kind: the relative L2 error over all pairs together, and the pairs with the largest errors."""
-    pairs = find_pairs(model).pairs
+    pairs = tune.find_pairs(model).pairs
     inputs = pair_inputs(model, pairs, batch)
     squared = {mode: {kind: [0.0, 0.0] for kind in KINDS} for mode in MODES}
     per_pair: dict[str, list] = {mode: [] for mode in MODES}

@@ -123,8 +123,9 @@ def _resolution(model: nn.Module) -> int:
     raise RuntimeError(f"runs at none of {RESOLUTIONS} nor at its declared input size: {failure}")
 
 
-def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
-    """Every check of the survey on one randomly initialised model; `stages` says how far it got, and how fast.
+def check_model(name: str, stages: Stages, memory_bytes: float, strategy: str = "auto") -> dict:
+    """Every check of the survey on one randomly initialised model, converted with tune.turn_on(strategy=...);
+    `stages` says how far it got, and how fast.
     Every forward starts from the same seed, so dropout draws the same masks in each mode.
 
     A model without BatchNorm is only checked to be left alone and to copy after turn_on (in float32, forward only):
@@ -151,7 +152,7 @@ def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
     stages.enter("eval copies")
     record["eval_copies"] = _pickles(model, x, reference["outputs"])  # a model that cannot be saved untouched
     stages.enter("turn_on")
-    report = tune.turn_on(model)
+    report = tune.turn_on(model, strategy=strategy)
     converted = {bn for _, bn in report.pairs}
     reasons = dict(report.skipped)
     record.update(pairs=len(report.pairs), skipped=report.skipped, hook_count=len(eligible),
@@ -162,7 +163,7 @@ def check_model(name: str, stages: Stages, memory_bytes: float) -> dict:
     record.update(_errors(tuned, reference), kept_eval=reference["kept"], kept_tune=tuned["kept"])
     if max(record[k] for k in ERRORS) > RTOL:
         stages.enter("rounding noise")
-        record["rounding_noise"] = _rounding_noise(model, x, reference)
+        record["rounding_noise"] = _rounding_noise(model, x, reference, strategy)
     del reference
     stages.enter("tune copies")
     record["tune_copies"] = _pickles(model, x, tuned["outputs"])
@@ -189,7 +190,7 @@ def _errors(got: dict, want: dict) -> dict[str, float]:
 NOISE_SAMPLES = 3  # draws of Eval's rounding noise; the largest is the limit
 
 
-def _rounding_noise(model: nn.Module, x: Tensor, reference: dict) -> dict[str, float]:
+def _rounding_noise(model: nn.Module, x: Tensor, reference: dict, strategy: str) -> dict[str, float]:
     """How far Eval itself moves, at most over NOISE_SAMPLES tries, when every BN variance changes by a random
     relative 1e-14 (some 50 float64 roundings): a deep random network can amplify rounding past RTOL, and Tune's own
     roundings are then measured against this spread, not against one draw of it."""
@@ -208,7 +209,7 @@ def _rounding_noise(model: nn.Module, x: Tensor, reference: dict) -> dict[str, f
         for v, old in zip(variances, saved, strict=True):
             v.copy_(old)
     if tuned:
-        tune.turn_on(model)
+        tune.turn_on(model, strategy=strategy)
     return noise
 
 

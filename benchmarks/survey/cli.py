@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 import torchvision
 
+import tune
 from benchmarks.survey.checks import KEPT_LIMIT, RTOL
 from benchmarks.survey.findings import findings, summary
-from benchmarks.survey.isolation import STRATEGIES, _child, run_isolated
+from benchmarks.survey.isolation import _child, run_isolated
 from benchmarks.survey.ordering import survey_models
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--memory-gib", type=float, default=12, help="address-space limit per model")
     parser.add_argument("--jobs", type=int, default=1, help="models surveyed at the same time")
     parser.add_argument("--summary", action="store_true", help="only print the summary table of the --out JSON")
-    parser.add_argument("--strategy", choices=list(STRATEGIES), default="auto",
+    parser.add_argument("--strategy", choices=list(tune.STRATEGIES), default="auto",
                         help="how pairs compute: as turn_on chooses by feature-map size (auto), or always fold, or "
                              "always recompute the conv output (at the survey's small inputs auto mostly recomputes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-import tune
 from benchmarks.survey.checks import Stages, check_model
 
 # How a child makes tune compute the pairs: as turn_on chooses by feature-map size, or every call one way.
-STRATEGIES = {"auto": None, "fold": 0, "recompute": 10**12}
 # Stages that run only the model's own code (before turn_on): an error there is the model's, not tune's
 MODEL_STAGES = ("build", "eval")
 
@@ -28,11 +26,9 @@ def _out_of_memory(exc: Exception) -> bool:
 
 def _child(name: str, memory_bytes: float, strategy: str) -> None:
     """Survey one model and print its record as the last line of stdout (a crash is a record too)."""
-    if STRATEGIES[strategy] is not None:
-        tune.convert.RECOMPUTE_MAX_POSITIONS = STRATEGIES[strategy]
     stages = Stages()
     try:
-        record = {"status": "ok", **check_model(name, stages, memory_bytes)}
+        record = {"status": "ok", **check_model(name, stages, memory_bytes, strategy)}
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the parent collects every model
         status = ("out-of-memory" if _out_of_memory(exc) else "model-error" if stages.now in MODEL_STAGES else "crash")
         record = {"status": status, "stage": stages.now,

@@ -2,14 +2,10 @@
 
 import pytest
 
-from tune import convert
 
-STRATEGIES = {"fold": 0, "recompute": 10**12}  # positions up to which a pair recomputes instead of folding
-
-
-@pytest.fixture(params=list(STRATEGIES))
-def strategy(request, monkeypatch):
+@pytest.fixture(params=["fold", "recompute"])
+def strategy(request) -> str:
     """Run the test once with every pair folding its weights and once with every pair recomputing its conv output
-    (as tiny and large feature maps would choose), so that both ways of computing Tune mode are checked."""
-    monkeypatch.setattr(convert, "RECOMPUTE_MAX_POSITIONS", STRATEGIES[request.param])
+    (as large and tiny feature maps would choose under turn_on's default, "auto"), so that both ways of computing
+    Tune mode are checked; pass it on as tune.turn_on(model, strategy=strategy)."""
     return request.param

@@ -43,7 +43,8 @@ def max_relative_error(a: Tensor, b: Tensor) -> float:
     return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
 
 
-def assert_matches_eval(model: nn.Module, x: Tensor, *args, rtol: float = 1e-5, steps: int = 1) -> tune.Report:
+def assert_matches_eval(model: nn.Module, x: Tensor, *args, rtol: float = 1e-5, steps: int = 1,
+                        strategy: str = "auto") -> tune.Report:
     """Convert a copy of `model` to Tune mode and check it trains exactly like `model` itself (BNs in eval mode).
 
     Compared: outputs, the input gradient and every parameter gradient; then one SGD step on each, and the
@@ -51,7 +52,7 @@ def assert_matches_eval(model: nn.Module, x: Tensor, *args, rtol: float = 1e-5, 
     """
     reference = model
     tuned = copy.deepcopy(reference)
-    report = tune.turn_on(tuned)
+    report = tune.turn_on(tuned, strategy=strategy)
     optimizers = [torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m in (reference, tuned)]
     for _ in range(steps + 1):
         (ref_out, ref_gx, ref_grads), (out, gx, grads) = (forward_backward(m, x, *args) for m in (reference, tuned))

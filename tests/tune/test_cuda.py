@@ -10,8 +10,7 @@ import torch
 import tune
 from tests.tune.helpers import forward_backward, kept_bytes, max_relative_error, randomize_bn
 
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-              pytest.mark.usefixtures("strategy")]
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(autouse=True)
@@ -31,26 +30,26 @@ def resnet(dtype=torch.float32) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cuda_tune_matches_eval_in_float64(channels_last):
+def test_cuda_tune_matches_eval_in_float64(channels_last, strategy):
     model = resnet(torch.float64)
     x = torch.randn(2, 3, 64, 64, device="cuda", dtype=torch.float64)
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     tuned = copy.deepcopy(model)
-    tune.turn_on(tuned)
+    tune.turn_on(tuned, strategy=strategy)
     (out, gx, grads), (ref_out, ref_gx, ref_grads) = forward_backward(tuned, x), forward_backward(model, x)
     assert max_relative_error(out[0], ref_out[0]) < 1e-9 and max_relative_error(gx, ref_gx) < 1e-9
     assert all(max_relative_error(grads[k], ref_grads[k]) < 1e-9 for k in ref_grads)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_autocast_error_against_float64_is_close_to_evals(dtype):
+def test_cuda_autocast_error_against_float64_is_close_to_evals(dtype, strategy):
     model = resnet()
     x = torch.randn(4, 3, 64, 64, device="cuda")
     want_out = forward_backward(copy.deepcopy(model).double(), x.double())[0][0]
     with torch.autocast("cuda", dtype=dtype):
         eval_out = forward_backward(model, x)[0][0]
-        tune.turn_on(model)
+        tune.turn_on(model, strategy=strategy)
         tune_out = forward_backward(model, x)[0][0]
     eval_error, tune_error = max_relative_error(eval_out, want_out), max_relative_error(tune_out, want_out)
     assert tune_error <= 2 * eval_error + 1e-3, (tune_error, eval_error)
@@ -62,7 +61,8 @@ def relative_l2(grads: dict[str, torch.Tensor], reference: dict[str, torch.Tenso
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cuda_fp16_gradients_with_a_loss_scale_are_finite_and_as_close_to_float64_as_evals(channels_last):
+def test_cuda_fp16_gradients_with_a_loss_scale_are_finite_and_as_close_to_float64_as_evals(channels_last,
+                                                                                           strategy):
     model = resnet()
     x = torch.randn(8, 3, 64, 64, device="cuda")
     if channels_last:
@@ -78,26 +78,26 @@ def test_cuda_fp16_gradients_with_a_loss_scale_are_finite_and_as_close_to_float6
 
     want = unscaled_grads(copy.deepcopy(model).double(), torch.float64)
     eval_grads = unscaled_grads(model, None)
-    tune.turn_on(model)
+    tune.turn_on(model, strategy=strategy)
     tune_grads = unscaled_grads(model, None)
     assert all(g.isfinite().all() for g in eval_grads.values())
     assert all(g.isfinite().all() for g in tune_grads.values())
     assert relative_l2(tune_grads, want) <= 2 * relative_l2(eval_grads, want) + 1e-3
 
 
-def test_cuda_tune_keeps_what_deploy_keeps():
+def test_cuda_tune_keeps_what_deploy_keeps(strategy):
     model = resnet()
     x = torch.randn(8, 3, 160, 160, device="cuda")
     tuned, deployed = copy.deepcopy(model), copy.deepcopy(model)
-    tune.turn_on(tuned)
+    tune.turn_on(tuned, strategy=strategy)
     tune.turn_on(deployed, mode="deploy")
     eval_bytes, tune_bytes, deploy_bytes = (kept_bytes(m, x) for m in (model, tuned, deployed))
     assert tune_bytes <= 1.01 * deploy_bytes < eval_bytes
 
 
-def test_cuda_tune_step_never_synchronises_with_the_host():
+def test_cuda_tune_step_never_synchronises_with_the_host(strategy):
     model = resnet()
-    tune.turn_on(model)
+    tune.turn_on(model, strategy=strategy)
     x = torch.randn(4, 3, 64, 64, device="cuda")
     forward_backward(model, x)  # first call: per-pair constants are made
     torch.cuda.set_sync_debug_mode("error")
@@ -107,9 +107,9 @@ def test_cuda_tune_step_never_synchronises_with_the_host():
         torch.cuda.set_sync_debug_mode("default")
 
 
-def test_cuda_graph_captures_a_tune_training_step_and_replays_it_exactly():
+def test_cuda_graph_captures_a_tune_training_step_and_replays_it_exactly(strategy):
     model = resnet()
-    tune.turn_on(model)
+    tune.turn_on(model, strategy=strategy)
     static_x = torch.randn(4, 3, 64, 64, device="cuda")
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -130,11 +130,11 @@ def test_cuda_graph_captures_a_tune_training_step_and_replays_it_exactly():
     assert all(max_relative_error(replayed[name], p.grad) < 1e-5 for name, p in model.named_parameters())
 
 
-def test_cuda_tune_compiles_with_cuda_graphs_and_matches_eager():
+def test_cuda_tune_compiles_with_cuda_graphs_and_matches_eager(strategy):
     from torch._dynamo.utils import counters
 
     model = resnet()
-    tune.turn_on(model)
+    tune.turn_on(model, strategy=strategy)
     x = torch.randn(4, 3, 64, 64, device="cuda")
     _, eager_gx, eager_grads = forward_backward(model, x)
     torch._dynamo.reset()

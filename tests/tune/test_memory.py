@@ -42,7 +42,7 @@ def test_tune_keeps_only_the_conv_input_like_deploy_while_eval_also_keeps_the_co
     conv_output_bytes = 2 * 8 * 16 * 16 * 4
     eval_bytes = kept_bytes(model, x)
     tuned, deployed = copy.deepcopy(model), copy.deepcopy(model)
-    tune.turn_on(tuned)
+    tune.turn_on(tuned, strategy=strategy)
     tune.turn_on(deployed, mode="deploy")
     assert kept_bytes(deployed, x) == x.nbytes
     assert kept_bytes(tuned, x) == x.nbytes
@@ -59,5 +59,5 @@ def test_tune_keeps_nothing_weight_sized_for_frozen_bn_linear_and_transposed_con
         (nn.Sequential(nn.ConvTranspose2d(4, 64, 3, groups=2), nn.BatchNorm2d(64)), torch.randn(1, 4, 5, 5)),
     ):
         model = randomize_bn(model).eval()
-        tune.turn_on(model)
+        tune.turn_on(model, strategy=strategy)
         assert kept_bytes(model, x.requires_grad_()) == x.nbytes
