@@ -115,36 +115,6 @@ class AdversarialMethod(Method):
         parser.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
 
     @classmethod
-    def check_args(cls, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-        """Check the parsed options that depend on each other (parser.error stops), fill in derived defaults."""
-        options.check_task(parser, cls, args)
-
-    @classmethod
-    def task_name(cls, args: argparse.Namespace) -> str:
-        """The task as reports name it."""
-        return options.task_name(args)
-
-    @classmethod
-    def build_data(cls, config: dict, start_step: int, rank: int, world_size: int) -> data.TaskData:
-        """The run's data, its training streams starting at iteration `start_step`."""
-        return data.build(config, cls.adapts, start_step, rank, world_size)
-
-    @classmethod
-    def from_config(cls, config: dict, num_classes: int, verbose: bool) -> Method:
-        """Backbone in --bn-mode (tune's report shown when `verbose`), and the method built from its own options."""
-        backbone, backbone_dim = build_backbone(config["arch"], config["pretrained"], config["scratch"])
-        report = apply_bn_mode(backbone, config["bn_mode"])
-        if report is not None and verbose:
-            LOG.info(str(report))
-        own = {name: config[name] for name in options.method_options(cls)}
-        return cls.build(backbone, backbone_dim, num_classes, **own)
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The pretrained part, trained at backbone_lr_scale x lr."""
-        return self.classifier.backbone
-
-    @classmethod
     def build(cls, backbone: nn.Module, backbone_dim: int, num_classes: int, bottleneck_dim: int = 256,
               **options: Any) -> AdversarialMethod:
         return cls(Classifier(backbone, backbone_dim, num_classes, bottleneck_dim), **options)
