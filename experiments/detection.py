@@ -61,6 +61,9 @@ class Detection(Method):
         parser.add_argument("--fpn-channels", type=positive_int, default=256, help="FPN width (ResNet backbones)")
         parser.add_argument("--trainable-layers", type=non_negative_int, default=5,
                             help="backbone stages trained, from the top (ResNet 0-5, MobileNetV3 0-6)")
+        parser.add_argument("--warmup-iters", type=non_negative_int, default=50,
+                            help="linear lr warm-up over the first N iterations (detectors trained from scratch "
+                                 "diverge without)")
         parser.add_argument("--test-images", type=non_negative_int, default=0,
                             help="evaluate on the first N test images only (0: all)")
 

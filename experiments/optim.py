@@ -30,4 +30,8 @@ def build(model: Method, config: dict) -> tuple[torch.optim.SGD, torch.optim.lr_
                                 lr=config["lr"], momentum=config["momentum"], weight_decay=config["wd"],
                                 nesterov=True)
     schedule = lr_lambda(config["iters_per_epoch"], config["lr_gamma"], config["lr_decay"], config["lr_decay_epochs"])
+    warmup = config.get("warmup_iters", 0)  # a method's option (detection): linear warm-up over the first iterations
+    if warmup:
+        decay = schedule
+        schedule = lambda i: min(1.0, (i + 1) / warmup) * decay(i)  # noqa: E731
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -7,7 +7,7 @@
 # ($LOG/runs/report.md) sets Eval against Tune (and Train, Frozen, Deploy where run) per detector and backbone.
 #
 # The defaults are the demo length (about 5 minutes on 2 idle CPU cores: two runs at a time, one thread each):
-# DETECTORS="fasterrcnn:resnet18 retinanet:resnet18", MODES="eval tune", pretraining PRETRAIN_ITERS=300 iterations
+# DETECTORS="fasterrcnn:resnet18 fasterrcnn:resnet34", MODES="eval tune", pretraining PRETRAIN_ITERS=300 iterations
 # at lr 0.02, fine-tuning EPOCHS=2 x ITERS=40 iterations at lr 0.01, batch BATCH=4, FPN of FPN_CHANNELS=64.
 # Settings: see scripts/lib.sh (LOG, DEVICE, EPOCHS, ITERS, MODES, SEEDS, ARGS, DRY_RUN, JOBS), plus DETECTORS
 # (detector:backbone pairs; detectors fasterrcnn, retinanet, fcos; backbones resnet18/34/50, mobilenet_v3_large),
@@ -19,7 +19,7 @@ MODES="${MODES:-eval tune}"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT="${ROOT:-data/scenes}"
 LOG="${LOG:-logs/detection}"
-DETECTORS="${DETECTORS:-fasterrcnn:resnet18 retinanet:resnet18}"
+DETECTORS="${DETECTORS:-fasterrcnn:resnet18 fasterrcnn:resnet34}"
 SCENES=(-d scenes -b "${BATCH:-4}" --fpn-channels "${FPN_CHANNELS:-64}" -j "${WORKERS:-0}" -p "${PRINT_FREQ:-20}")
 
 for pair in $DETECTORS; do
