@@ -48,7 +48,7 @@ class Detection(Method):
                 "iters_per_epoch": 100, "workers": 0, "print_freq": 20}
 
     def __init__(self, detector: nn.Module) -> None:
-        super(Method, self).__init__()
+        nn.Module.__init__(self)  # no Classifier: the detector is the whole model
         self.detector = detector
 
     @property
