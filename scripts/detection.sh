@@ -6,7 +6,7 @@
 # ($LOG/runs/<detector>_<backbone>/<mode>/seed<seed>), mAP on U's test scenes after every epoch; the report
 # ($LOG/runs/report.md) sets Eval against Tune (and Train, Frozen, Deploy where run) per detector and backbone.
 #
-# The defaults are the demo length (about 5 minutes on 2 idle CPU cores: two runs at a time, one thread each):
+# The defaults are the demo length (two runs at a time, one thread each; 621 s on 2 CPU cores shared with other jobs):
 # DETECTORS="fasterrcnn:resnet18 fasterrcnn:resnet34", MODES="eval tune", pretraining PRETRAIN_ITERS=300 iterations
 # at lr 0.02, fine-tuning EPOCHS=2 x ITERS=40 iterations at lr 0.01, batch BATCH=4, FPN of FPN_CHANNELS=64.
 # Settings: see scripts/lib.sh (LOG, DEVICE, EPOCHS, ITERS, MODES, SEEDS, ARGS, DRY_RUN, JOBS), plus DETECTORS
