@@ -201,3 +201,18 @@ def test_resume_is_exact(source_weights, tmp_path, single_thread):
     assert json.loads((whole / "results.json").read_text())["map50"] == \
         json.loads((parts / "results.json").read_text())["map50"]
     assert scalars(whole)["train/loss"] == scalars(parts)["train/loss"]
+
+
+@pytest.mark.parametrize(("detector", "arch"), [("fasterrcnn", "mobilenet_v3_large"), ("fcos", "resnet50")])
+def test_other_backbones_convert_and_train(detector, arch, single_thread):
+    """MobileNetV3-FPN and ResNet-50-FPN: every BN of the backbone is in a converted pair, a Tune step trains
+    gamma."""
+    reports = []
+    model = build_detector(detector, arch, 11, "tune", SIZE, fpn_channels=32, report=reports.append)
+    bns = sum(isinstance(module, torch.nn.BatchNorm2d) for module in model.backbone.body.modules())
+    assert bns > 40 and f"{bns} Conv->BN pairs converted, 0 BN layers left" in reports[0]
+    model.train()
+    images, targets = batch()
+    sum(model(images, targets).values()).backward()
+    assert all(bn.weight.grad is not None for bn in model.backbone.body.modules()
+               if isinstance(bn, torch.nn.BatchNorm2d) and bn.weight.requires_grad)
