@@ -196,12 +196,12 @@ def build(config: Mapping[str, Any], adapts: bool, start_step: int, rank: int, w
     def stream(dataset: Dataset, stream_id: int) -> DataLoader:
         start = start_step * config["batch_size"] * world_size
         sampler = StreamSampler(len(dataset), (config["seed"], stream_id), start, rank, world_size)
-        return _loader(config, SeededSamples(dataset), sampler, drop_last=True)
+        return loader(config, SeededSamples(dataset), sampler, drop_last=True)
 
     return TaskData(
         source=stream(source, 0),
         target=stream(target, 1) if target is not None else None,
-        test=_loader(config, ReadableSamples(Subset(test, range(rank, len(test), world_size))),
+        test=loader(config, ReadableSamples(Subset(test, range(rank, len(test), world_size))),
                      collate_fn=collate_readable),
         num_classes=source.num_classes,
         per_class=config["per_class_eval"] or config["dataset"] == "visda2017",
@@ -209,8 +209,10 @@ def build(config: Mapping[str, Any], adapts: bool, start_step: int, rank: int, w
     )
 
 
-def _loader(config: Mapping[str, Any], dataset: Dataset, sampler: Sampler | None = None, drop_last: bool = False,
-            collate_fn=None) -> DataLoader:
+def loader(config: Mapping[str, Any], dataset: Dataset, sampler: Sampler | None = None, drop_last: bool = False,
+           collate_fn=None) -> DataLoader:
+    """A DataLoader of the run's batch size and workers whose own random generator is seeded (workers ignore
+    signals, so that only the main process handles them)."""
     return DataLoader(
         dataset,
         batch_size=config["batch_size"],

@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -35,11 +36,9 @@ from tqdm import tqdm
 import datasets
 import tune
 from experiments import checkpoint, data, layout, optim, options, rundir, signals, textlog
-from experiments.bn_modes import apply_bn_mode
 from experiments.evaluation import evaluate
 from experiments.memory import MIB, peak_memory_mib, reset_peak_memory, step_peak_mib
 from experiments.method import Method
-from experiments.models import build_backbone
 from experiments.textlog import LOG
 from experiments.utils import (
     ExperimentError,
@@ -100,7 +99,7 @@ def run_config(method: type[Method], args: argparse.Namespace, world_size: int, 
     """The run's one configuration: every option as a plain value, and what they imply."""
     plain = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
              if key not in STARTING_OPTIONS}
-    return {"method": method.name, "task": options.task_name(args), **plain, "world_size": world_size,
+    return {"method": method.name, "task": method.task_name(args), **plain, "world_size": world_size,
             "device": str(device), "torch": str(torch.__version__)}
 
 
@@ -123,26 +122,21 @@ def run(method: type[Method], args: argparse.Namespace, command: str = "") -> in
             return 0
         writer = rundir.prepare(args.log, config, state) if rank == 0 else None
         seed_everything(args.seed)
-        task = data.build(config, method.adapts, state["step"] if state else 0, rank, world_size)
+        task = method.build_data(config, state["step"] if state else 0, rank, world_size)
         model = build_model(method, config, task.num_classes, verbose=rank == 0).to(device)
-        Trainer(model, task, config, device, rank, world_size, state, writer).fit()
+        (method.trainer or Trainer)(model, task, config, device, rank, world_size, state, writer).fit()
     return 0
 
 
 def build_model(method: type[Method], config: dict, num_classes: int, verbose: bool) -> Method:
     """Backbone in --bn-mode (tune's report shown when `verbose`), and the method built from its own options."""
-    backbone, backbone_dim = build_backbone(config["arch"], config["pretrained"], config["scratch"])
-    report = apply_bn_mode(backbone, config["bn_mode"])
-    if report is not None and verbose:
-        LOG.info(str(report))
-    own = {name: config[name] for name in options.method_options(method)}
-    return method.build(backbone, backbone_dim, num_classes, **own)
+    return method.from_config(config, num_classes, verbose)
 
 
 def test(method: type[Method], config: dict, source: Path, device: torch.device, rank: int, world_size: int) -> int:
     """Only evaluate the checkpoint `source` on the target (test split) and print the accuracy."""
     state = checkpoint.load(source)
-    task = data.build(config, method.adapts, 0, rank, world_size)
+    task = method.build_data(config, 0, rank, world_size)
     model = build_model(method, config, task.num_classes, verbose=rank == 0).to(device)
     try:
         model.load_state_dict(state["model"])
@@ -153,6 +147,17 @@ def test(method: type[Method], config: dict, source: Path, device: torch.device,
     LOG.info(f"{config['task']}: target accuracy {accuracy:.2f}%"
              + (f", mean per-class {mean_class:.2f}%" if task.per_class else ""))
     return 0
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors moved to `device`, also inside lists, tuples and dicts (detection targets); anything else as is."""
+    if isinstance(value, Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {key: to_device(item, device) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_device(item, device) for item in value)
+    return value
 
 
 class Trainer:
@@ -248,8 +253,9 @@ class Trainer:
             progress.update()
         progress.close()
 
-    def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The next source batch (images, labels) and target images, on the device; skipped images are noted."""
+    def next_batch(self) -> tuple[Tensor, Any, Tensor | None]:
+        """The next source batch (images and labels: tensors, or lists of them and of detection targets) and target
+        images, on the device; skipped images are noted."""
         x_s, y_s, skipped = next(self.source)
         self.unreadable.add(skipped)
         x_t = None
@@ -257,7 +263,7 @@ class Trainer:
             x_t, _, skipped = next(self.target)
             self.unreadable.add(skipped)
             x_t = x_t.to(self.device, non_blocking=True)
-        return x_s.to(self.device, non_blocking=True), y_s.to(self.device, non_blocking=True), x_t
+        return to_device(x_s, self.device), to_device(y_s, self.device), x_t
 
     def train_step(self, x_s: Tensor, y_s: Tensor, x_t: Tensor | None,
                    forward_context: contextlib.AbstractContextManager | None = None) -> dict[str, float]:

@@ -15,3 +15,4 @@ KEPT_FOR_BACKWARD, STEP_PEAK, PEAK = "memory/kept_for_backward_mib", "memory/ste
 UNREADABLE_IMAGES = "data/unreadable_images"
 TARGET_ACC, TARGET_MEAN_CLASS_ACC = f"{EPOCH_TAGS}target_acc", f"{EPOCH_TAGS}target_mean_class_acc"
 BEST_TARGET_ACC, BEST_TARGET_MEAN_CLASS_ACC = f"{FINAL_TAGS}target_acc", f"{FINAL_TAGS}target_mean_class_acc"
+MAP50, BEST_MAP, BEST_MAP50 = f"{EPOCH_TAGS}map50", f"{FINAL_TAGS}map", f"{FINAL_TAGS}map50"  # detection

@@ -4,14 +4,23 @@ figures to log, with its own command-line options, built from explicit keyword a
 from __future__ import annotations
 
 import argparse
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import datasets
+from experiments import data, options
 from experiments.argtypes import positive_int
+from experiments.bn_modes import BN_MODES, apply_bn_mode
 from experiments.classifier import Classifier
+from experiments.models import build_backbone
+from experiments.textlog import LOG
+
+if TYPE_CHECKING:
+    from experiments.engine import Trainer
 
 
 class Options(Protocol):
@@ -37,6 +46,11 @@ class Method(nn.Module):
     name: ClassVar[str]
     adapts: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    trainer: ClassVar[type[Trainer] | None] = None  # the engine's Trainer, or a subclass with its own evaluation
+    dataset_names: ClassVar[tuple[str, ...]] = datasets.NAMES  # what -d accepts
+    dataset_type: ClassVar[Callable[[str], str]] = staticmethod(options.dataset_name)  # argparse type of -d
+    bn_modes: ClassVar[tuple[str, ...]] = BN_MODES  # what --bn-mode accepts
+    backbone_lr_scale: ClassVar[float] = 0.1  # the pretrained backbone's lr factor (1 with --scratch)
 
     def __init__(self, classifier: Classifier) -> None:
         super().__init__()
@@ -45,6 +59,36 @@ class Method(nn.Module):
     @classmethod
     def add_arguments(cls, parser: Options) -> None:
         """Options of this method only; the engine's parser has the shared ones."""
+
+    @classmethod
+    def check_args(cls, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+        """Check the parsed options that depend on each other (parser.error stops), fill in derived defaults."""
+        options.check_task(parser, cls, args)
+
+    @classmethod
+    def task_name(cls, args: argparse.Namespace) -> str:
+        """The task as reports name it."""
+        return options.task_name(args)
+
+    @classmethod
+    def build_data(cls, config: dict, start_step: int, rank: int, world_size: int) -> data.TaskData:
+        """The run's data, its training streams starting at iteration `start_step`."""
+        return data.build(config, cls.adapts, start_step, rank, world_size)
+
+    @classmethod
+    def from_config(cls, config: dict, num_classes: int, verbose: bool) -> Method:
+        """Backbone in --bn-mode (tune's report shown when `verbose`), and the method built from its own options."""
+        backbone, backbone_dim = build_backbone(config["arch"], config["pretrained"], config["scratch"])
+        report = apply_bn_mode(backbone, config["bn_mode"])
+        if report is not None and verbose:
+            LOG.info(str(report))
+        own = {name: config[name] for name in options.method_options(cls)}
+        return cls.build(backbone, backbone_dim, num_classes, **own)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The pretrained part, trained at backbone_lr_scale x lr."""
+        return self.classifier.backbone
 
     @classmethod
     def build(cls, backbone: nn.Module, backbone_dim: int, num_classes: int, **options: Any) -> Method:

@@ -33,10 +33,15 @@ def lr_lambda(iters_per_epoch: int, gamma: float, decay: float,
 
 
 def build(model: Method, config: dict) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer (backbone at 0.1x lr, 1x when trained from scratch) and its per-iteration schedule."""
-    backbone_scale = 1.0 if config["scratch"] else 0.1
-    optimizer = torch.optim.SGD(parameter_groups(model, model.classifier.backbone, config["lr"], backbone_scale),
+    """The optimizer (backbone at the method's backbone_lr_scale x lr, 0.1 by default; 1x when trained from
+    scratch) and its per-iteration schedule."""
+    backbone_scale = 1.0 if config["scratch"] else model.backbone_lr_scale
+    optimizer = torch.optim.SGD(parameter_groups(model, model.backbone, config["lr"], backbone_scale),
                                 lr=config["lr"], momentum=config["momentum"], weight_decay=config["wd"],
                                 nesterov=True)
     schedule = lr_lambda(config["iters_per_epoch"], config["lr_gamma"], config["lr_decay"], config["lr_decay_epochs"])
+    warmup = config.get("warmup_iters", 0)  # a method's option (detection): linear warm-up over the first iterations
+    if warmup:
+        decay = schedule
+        schedule = lambda i: min(1.0, (i + 1) / warmup) * decay(i)  # noqa: E731
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

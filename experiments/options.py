@@ -16,7 +16,6 @@ import datasets
 from datasets.registry import DOMAIN_SETS
 from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN_RESIZING, VAL_RESIZING
 from experiments.argtypes import fraction, non_negative_int, positive_int
-from experiments.bn_modes import BN_MODES
 
 if TYPE_CHECKING:
     from experiments.method import Method
@@ -58,8 +57,8 @@ def get_args_parser(method: type[Method]) -> argparse.ArgumentParser:
                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("root", help="root folder of the dataset")
-    data.add_argument("-d", "--data", dest="dataset", type=dataset_name, required=True,
-                      help=f"one of {', '.join(datasets.NAMES)}")
+    data.add_argument("-d", "--data", dest="dataset", type=method.dataset_type, required=True,
+                      help=f"one of {', '.join(method.dataset_names)}")
     data.add_argument("-s", "--source", help="source domain (domain-adaptation benchmarks)")
     data.add_argument("-t", "--target", help="target domain (domain-adaptation benchmarks)")
     data.add_argument("--download", action="store_true", help="download the dataset if it is missing")
@@ -93,7 +92,7 @@ def get_args_parser(method: type[Method]) -> argparse.ArgumentParser:
     weights = model.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", metavar="PATH", help="backbone weights from a local checkpoint")
     weights.add_argument("--scratch", action="store_true", help="random backbone weights (backbone lr 1x)")
-    model.add_argument("--bn-mode", choices=BN_MODES, default="train",
+    model.add_argument("--bn-mode", choices=method.bn_modes, default="train",
                        help="BN of the pretrained backbone: train (batch stats), eval (running stats), tune (eval "
                             "computed as folded convs: less memory), deploy (folded for good: unstable)")
     method.add_arguments(parser.add_argument_group(f"{method.name}"))
@@ -140,6 +139,12 @@ def parse_args(method: type[Method], argv: list[str] | None = None) -> argparse.
     """Parse and check the command line; fill in the default run directory."""
     parser = get_args_parser(method)
     args = parser.parse_args(argv)
+    method.check_args(parser, args)
+    return args
+
+
+def check_task(parser: argparse.ArgumentParser, method: type[Method], args: argparse.Namespace) -> None:
+    """A classification task: the dataset's domains as -s/-t, or none; the default run directory."""
     spec = DOMAIN_SETS.get(args.dataset)
     if spec is not None:
         if not (args.source and args.target):
@@ -157,7 +162,6 @@ def parse_args(method: type[Method], argv: list[str] | None = None) -> argparse.
     if args.log is None:
         task = f"{args.source}2{args.target}" if spec else args.dataset
         args.log = Path("logs", args.dataset, task, method.name, args.bn_mode, f"seed{args.seed}")
-    return args
 
 
 def task_name(args: argparse.Namespace) -> str:

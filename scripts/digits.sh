@@ -18,38 +18,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT="${ROOT:-data/digits}"
 LOG="${LOG:-logs/digits}"
 BATCH="${BATCH:-32}"
-JOBS="${JOBS:-1}"
 TASKS="${TASKS:-M:U U:M}"
 # The images are 28 px already; a flipped digit is another digit (or none), so no horizontal flip.
 DIGITS=(-d digits -a dtn --resize-size 28 --train-resizing res. --val-resizing res. --no-hflip -j "${WORKERS:-2}"
         -p "${PRINT_FREQ:-100}")
 
-# launch NAME COMMAND...: run it; with JOBS > 1 in the background (at most JOBS at once), its lines prefixed by NAME.
-# A failed run stops the sweep; on any exit, runs still going get SIGTERM, which makes them save a checkpoint.
-set -m  # each background run in its own process group, so that SIGTERM reaches python through the pipe
-launched=()
-launch() {
-  local name="$1"
-  shift
-  if [ "$JOBS" -le 1 ] || [ "${DRY_RUN:-0}" = 1 ]; then
-    "$@"
-    return
-  fi
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-  { "$@" 2>&1 | sed -u "s|^|[$name] |"; } &
-  launched+=("$!")
-}
-# settle: wait for every launched run; the first failure stops the sweep.
-settle() {
-  local pid
-  for pid in "${launched[@]}"; do wait "$pid"; done
-  launched=()
-}
-stop_runs() {
-  local pid
-  for pid in $(jobs -rp); do kill -TERM -- "-$pid" 2>/dev/null || true; done
-}
-trap stop_runs EXIT
 
 for task in $TASKS; do
   src="${task%%:*}" tgt="${task#*:}"

@@ -78,6 +78,35 @@ sweep_da() {
   done
 }
 
+# Runs at a time for launch: JOBS (default 1; more only where cores are idle).
+JOBS="${JOBS:-1}"
+# launch NAME COMMAND...: run it; with JOBS > 1 in the background (at most JOBS at once), its lines prefixed by NAME.
+# A failed run stops the sweep; on any exit, runs still going get SIGTERM, which makes them save a checkpoint.
+launched=()
+launch() {
+  local name="$1"
+  shift
+  if [ "$JOBS" -le 1 ] || [ "${DRY_RUN:-0}" = 1 ]; then
+    "$@"
+    return
+  fi
+  set -m  # each background run in its own process group, so that SIGTERM reaches python through the pipe
+  trap stop_runs EXIT
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  { "$@" 2>&1 | sed -u "s|^|[$name] |"; } &
+  launched+=("$!")
+}
+# settle: wait for every launched run; the first failure stops the sweep.
+settle() {
+  local pid
+  for pid in "${launched[@]}"; do wait "$pid"; done
+  launched=()
+}
+stop_runs() {
+  local pid
+  for pid in $(jobs -rp); do kill -TERM -- "-$pid" 2>/dev/null || true; done
+}
+
 # summarise LOG: experiments.report's tables and plots
 summarise() {
   if [ "${DRY_RUN:-0}" = 1 ]; then

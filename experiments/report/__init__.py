@@ -10,6 +10,10 @@ without results.json are in progress: listed under their table, never averaged. 
 missing or not JSON is skipped with a warning. When LOGDIR holds benchmark.json (written by
 `python -m benchmarks ... --json LOGDIR/benchmark.json`), its interleaved ms/step is quoted beside the runs' s/iter.
 
+Detection runs (experiments.detection) get tables of their own in the shape of the paper's MMDetection table: per
+task, detector, backbone and device, rows Eval -> Tune (then Train, Frozen, Deploy where run) with mAP, memory and
+time, each with its change versus Eval.
+
 Modules: sweep reads the run directories and the benchmark JSON, table averages them and lays out the Markdown,
-figures draws the PNGs, __main__ is the command line.
+figures draws the PNGs, detection does both for detection runs, __main__ is the command line.
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from experiments.atomic import write_atomically
 from experiments.report import __doc__ as PACKAGE_DOC
+from experiments.report import detection
 from experiments.report.figures import plot
 from experiments.report.sweep import BENCHMARK, load_benchmark, load_runs
 from experiments.report.table import summarize, to_markdown
@@ -43,11 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"error: no usable runs under {args.logdir} (see the warnings above)", file=sys.stderr)
         return 2
-    rows = summarize(runs, benchmarks)
+    classification = [run for run in runs if not detection.is_detection(run)]
+    rows = summarize(classification, benchmarks)
     out = args.out or args.logdir
     out.mkdir(parents=True, exist_ok=True)
-    text = to_markdown(runs, rows, benchmarks)
-    images = plot(runs, rows, out, benchmarks)
+    text = to_markdown(classification, rows, benchmarks) if classification or benchmarks else ""
+    text += detection.to_markdown(runs)
+    images = plot(classification, rows, out, benchmarks) + detection.plot(runs, out)
     report = out / "report.md"
     images_md = "".join(f"![{path.stem}]({path.name})\n" for path in images)
     write_atomically(report, f"# Sweep report: {args.logdir}\n\n{text}\n{images_md}".encode())

@@ -35,6 +35,8 @@ METHOD_ORDER = ("finetune", "dann", "cdan")
 ACC_TAG, CURVE_TAG = BEST_TARGET_ACC, TARGET_ACC
 KEPT_TAG, STEP_PEAK_TAG, PEAK_TAG, TIME_TAG = KEPT_FOR_BACKWARD, STEP_PEAK, PEAK, ITER_TIME
 EXPECTED_SCALARS = (ACC_TAG, CURVE_TAG, KEPT_TAG, STEP_PEAK_TAG, PEAK_TAG, TIME_TAG)
+# Detection runs (experiments.detection) are scored by mAP instead of accuracy.
+DETECTION_SCALARS = ("eval/best_map50", "eval/map50", KEPT_TAG, STEP_PEAK_TAG, PEAK_TAG, TIME_TAG)
 
 
 @dataclass
@@ -157,7 +159,8 @@ def load_runs(logdir: str | Path) -> list[Run]:
             tag: sorted((event.step, event.value) for event in events.Scalars(tag)) for tag in events.Tags()["scalars"]
         }
         run = Run(name, config, scalars, (run_dir / RESULTS).is_file())
-        missing = tuple(tag for tag in EXPECTED_SCALARS if tag not in scalars and (run.finished or tag != ACC_TAG))
+        expected = DETECTION_SCALARS if config.get("method") == "detection" else EXPECTED_SCALARS
+        missing = tuple(tag for tag in expected if tag not in scalars and (run.finished or tag != expected[0]))
         if missing:
             lacking[missing].append(name)
         runs.append(run)

@@ -34,8 +34,10 @@ def commands(output: str) -> list[str]:
                                      "--train-resizing res. --val-resizing res. --no-hflip -j 2 -p 100 -s U -t M "
                                      "--pretrained "),
         ("demo.sh", 2 + 2 * 3 * 3, "experiments.dann data/digits -d digits -a dtn"),
+        ("detection.sh", 2 + 2 * 2, "experiments.detection data/scenes -d scenes -b 4 --fpn-channels 64 -j 0 -p 20 "
+                                    "-s U --detector fasterrcnn -a resnet34 --pretrained "),
     ],
-    ids=["office31", "officehome", "visda2017", "finetune", "digits", "demo"],
+    ids=["office31", "officehome", "visda2017", "finetune", "digits", "demo", "detection"],
 )
 def test_dry_run_prints_every_run_then_the_report(script, runs, expected, tmp_path):
     result = run_script(script, DRY_RUN="1", LOG=str(tmp_path))
