@@ -20,10 +20,11 @@ from .layers import bn_eps
 class _Recipe:
     """Stands in for the conv output among BN's saved tensors, and recomputes it when backward asks."""
 
-    __slots__ = ("output", "conv", "args", "autocast")
+    __slots__ = ("output", "conv", "args", "autocast", "version")
 
     def __init__(self, output: Tensor, conv: nn.Module, args: tuple, autocast: tuple[str, torch.dtype] | None):
         self.output, self.conv, self.args, self.autocast = output, conv, args, autocast
+        self.version = args[0]._version  # the input must still be what the conv saw when backward recomputes
 
     def pack(self, tensor: Tensor) -> object:
         if tensor is self.output:
@@ -35,6 +36,10 @@ class _Recipe:
         if saved is not self:
             return saved
         conv, args = self.conv, self.args
+        if args[0]._version != self.version:
+            raise RuntimeError(f"tune: the input of {type(conv).__name__} was modified in place after the conv read "
+                               "it, so its output cannot be recomputed for backward; make that operation out of "
+                               "place, or use tune.turn_on(model, strategy='fold')")
         if self.autocast is None:
             return type(conv).forward(conv, *args)
         device_type, dtype = self.autocast

@@ -265,3 +265,15 @@ def test_detector_backbone_with_frozen_bn_is_converted_and_the_detector_still_ru
     assert all(max_relative_error(o, r) < 1e-9 for o, r in zip(out, ref_out, strict=True))
     assert max_relative_error(gx, ref_gx) < 1e-9
     assert grads.keys() == ref_grads.keys() and all(max_relative_error(grads[k], ref_grads[k]) < 1e-9 for k in grads)
+
+
+def test_recomputing_from_an_input_modified_in_place_fails_loudly():
+    """A frozen conv keeps no input for backward, so only the recipe notices that its input changed in place."""
+    model = randomize_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))).eval()
+    model[0].weight.requires_grad_(False)
+    tune.turn_on(model, strategy="recompute")
+    x = torch.randn(1, 3, 4, 4)
+    out = model(x)
+    x.mul_(2)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out.sum().backward()
