@@ -53,7 +53,9 @@ def _figure(value: float | None, fmt: str, record: dict | None = None, metric: s
 def _gradient_cell(record: dict, prefix: str) -> str:
     """'param error / input error' of the run (prefix '') or of the float64 twin (prefix 'f64_')."""
     errors = [record.get(f"{prefix}{part}_grad_rel_err") for part in ("param", "input")]
-    return "n/a" if None in errors else " / ".join(f"{error:.1e}" for error in errors)
+    if errors[1] is None:
+        return "n/a"
+    return " / ".join("n/a" if error is None or error != error else f"{error:.1e}" for error in errors)  # NaN: none
 
 
 def format_table(results: dict[str, dict]) -> str:
