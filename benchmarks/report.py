@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 import subprocess
@@ -19,6 +18,7 @@ import torch
 import torchvision
 
 from benchmarks.measure import GRADIENT_KINDS
+from experiments.atomic import write_atomically
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -179,9 +179,7 @@ def write_json(document: dict, path: Path) -> None:
     """Write the metadata and figures, indented, atomically (a reader never sees half a file); values JSON cannot
     hold (paths) as their strings."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial_path = path.with_name(f".{path.name}.partial")
-    partial_path.write_text(json.dumps(document, indent=2, default=str))
-    os.replace(partial_path, path)
+    write_atomically(path, json.dumps(document, indent=2, default=str).encode())
 
 
 def save(path: Path, write: Callable[[Path], None]) -> None:

@@ -12,12 +12,23 @@ from pathlib import Path
 from experiments.layout import TEMPORARY_SUFFIX
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; read once, at import, before any thread writes files
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a unique temporary file in the same folder and an atomic rename; the
-    temporary file is removed on any failure (signals included), which then propagates."""
+    temporary file is removed on any failure (signals included), which then propagates. The file gets the
+    permissions an ordinary write would give it (mkstemp's are the owner's alone)."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         try:
+            os.fchmod(descriptor, 0o666 & ~_UMASK)
             view = memoryview(data)
             while view:
                 view = view[os.write(descriptor, view):]

@@ -7,7 +7,6 @@ import datetime
 import json
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -19,14 +18,13 @@ from benchmarks.survey.checks import KEPT_LIMIT, RTOL
 from benchmarks.survey.findings import findings, summary
 from benchmarks.survey.isolation import _child, run_isolated
 from benchmarks.survey.ordering import survey_models
+from experiments.atomic import write_atomically
 
 
 def _write(path: Path, records: list[dict], meta: dict) -> None:
     """Replace `path` in one step (a temporary file renamed), so an interrupted write leaves the last whole JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump({"meta": meta, "models": records}, tmp, indent=1, default=str)
-    os.replace(tmp.name, path)
+    write_atomically(path, json.dumps({"meta": meta, "models": records}, indent=1, default=str).encode())
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -66,6 +66,13 @@ def test_atomic_writes_leave_nothing_behind_when_they_fail(tmp_path, monkeypatch
     assert temporaries(tmp_path) == [] and not (tmp_path / "config.json").exists()
 
 
+def test_atomic_writes_get_the_permissions_of_an_ordinary_write(tmp_path):
+    """mkstemp makes files readable by their owner alone; a report on a shared machine must not be."""
+    (tmp_path / "plain.md").write_bytes(b"x")
+    atomic.write_atomically(tmp_path / "report.md", b"x")
+    assert (tmp_path / "report.md").stat().st_mode == (tmp_path / "plain.md").stat().st_mode
+
+
 @pytest.mark.slow
 def test_a_full_disk_says_how_much_was_needed_and_keeps_the_last_checkpoint(synthetic_data, tmp_path, monkeypatch,
                                                                            capsys):
