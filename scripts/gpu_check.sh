@@ -81,7 +81,9 @@ bench attack_fp32 35 "${ATTACK[@]}" --task attack --dtype float32 --modes eval t
 bench attack_bf16 35 "${ATTACK[@]}" --task attack --dtype bf16 --modes eval tune deploy mmengine
 if wanted cuda_tests; then
   echo "== cuda_tests"
-  timeout "$((70 * SLACK))" "$PYTHON" -m pytest -q -p no:cacheprovider tests/tune/test_cuda.py \
+  # SIGINT at the limit: pytest then still reports what failed and why (a KILL would lose its buffered output)
+  timeout -s INT -k 15 "$((150 * SLACK))" "$PYTHON" -m pytest -q -rfE --tb=short -p no:cacheprovider \
+    tests/tune/test_cuda.py \
     > "$WORK/cuda_tests.log" 2>&1 || { echo "== cuda_tests failed"; failed=1; }
   tail -n 5 "$WORK/cuda_tests.log"
 fi
