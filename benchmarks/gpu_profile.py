@@ -1,6 +1,6 @@
-"""Where a Tune step's time goes on a GPU: torch.profiler over a frozen ResNet-50's input-gradient step (the attack
-workload, batch 32, 224 px) in Eval and Tune, float32 and bfloat16, printing per step the summed device time of the
-profiled ops against their summed host time, and the ops with the most device time.
+"""Where a Tune step's time goes on a GPU: torch.profiler over the benchmark's attack workload (a frozen ResNet-50,
+the input's gradient alone, batch 32, 224 px) in Eval and Tune, float32 and bfloat16, printing per step the summed
+device time of the profiled ops against their summed host time, and the ops with the most device time.
 
     python -m benchmarks.gpu_profile
 """
@@ -10,36 +10,36 @@ from __future__ import annotations
 import copy
 
 import torch
-import torchvision
 from torch.profiler import ProfilerActivity, profile
 
 import tune
+from benchmarks import workloads
+from benchmarks.measure import AUTOCAST_DTYPES
 
 STEPS = 3
 
 
-def attack_step(model: torch.nn.Module, x: torch.Tensor, dtype: str) -> None:
-    """One input-gradient step, under bfloat16 autocast when `dtype` is 'bf16'."""
-    x.grad = None
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        loss = model(x).float().logsumexp(1).mean()
+def attack_step(model: torch.nn.Module, batch: workloads.Batch, dtype: str) -> None:
+    """One step of the attack workload, under autocast when `dtype` names one."""
+    batch.zero_grad()
+    with torch.autocast("cuda", dtype=AUTOCAST_DTYPES.get(dtype), enabled=dtype in AUTOCAST_DTYPES):
+        loss = batch.loss(model)
     loss.backward()
 
 
 def main() -> int:
     torch.manual_seed(0)
-    model = torchvision.models.resnet50().cuda().eval().requires_grad_(False)
+    model, batch = workloads.build("resnet50", 32, 224, torch.device("cuda"), task="attack")
     tuned = copy.deepcopy(model)
     tune.turn_on(tuned)
-    x = torch.randn(32, 3, 224, 224, device="cuda", requires_grad=True)
-    for dtype in ("fp32", "bf16"):
+    for dtype in ("float32", "bf16"):
         for name, module in (("eval", model), ("tune", tuned)):
             for _ in range(STEPS):
-                attack_step(module, x, dtype)
+                attack_step(module, batch, dtype)
             torch.cuda.synchronize()
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 for _ in range(STEPS):
-                    attack_step(module, x, dtype)
+                    attack_step(module, batch, dtype)
                 torch.cuda.synchronize()
             events = prof.key_averages()
             device_ms = sum(e.self_device_time_total for e in events) / STEPS / 1e3

@@ -54,15 +54,15 @@ def gradients(bench: Bench, batch: Batch, cast: AbstractContextManager) -> dict[
     return {**grads, **batch.input_grads()}
 
 
-def max_relative_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float:
-    """Largest normwise relative error max|g - r| / max|r| over the tensors named in both dicts."""
+def max_relative_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float | None:
+    """Largest normwise relative error max|g - r| / max|r| over the tensors named in both dicts (None: none)."""
     tiny = torch.finfo(torch.float64).tiny
     errors = [
         ((g.double() - reference[name]).abs().max() / reference[name].abs().max().clamp_min(tiny)).item()
         for name, g in grads.items()
         if name in reference
     ]
-    return max(errors, default=float("nan"))
+    return max(errors, default=None)
 
 
 GRADIENT_KINDS = ("conv weight", "BN gamma", "BN beta", "other", "input")
@@ -84,12 +84,12 @@ def gradient_kinds(model: nn.Module) -> dict[str, str]:
     return {**kinds, "input": "input"}
 
 
-def relative_l2_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float:
+def relative_l2_error(grads: dict[str, Tensor], reference: dict[str, Tensor]) -> float | None:
     """||g - r|| / ||r|| over all the tensors named in both dicts taken together: unlike the largest elementwise
     error, a few ReLU or max-pool decisions that rounding flips barely move it, so it shows the arithmetic."""
     names = [name for name in grads if name in reference]
     if not names:
-        return float("nan")
+        return None
     error = sum((grads[n].double() - reference[n]).square().sum() for n in names)
     size = sum(reference[n].square().sum() for n in names)
     return (error / size.clamp_min(torch.finfo(torch.float64).tiny)).sqrt().item()
@@ -107,7 +107,7 @@ def compare(grads: dict[str, Tensor], ref_grads: dict[str, Tensor], params: set[
     return {
         "param_grad_rel_err": max_relative_error(compared, ref_grads),
         "input_grad_rel_err": max_relative_error({"input": grads["input"]}, ref_grads),
-        "grad_rel_l2_by_kind": {kind: error for kind, error in by_kind.items() if error == error},  # NaN: none
+        "grad_rel_l2_by_kind": {kind: error for kind, error in by_kind.items() if error is not None},
         "params_compared": f"{len(compared)}/{len(ref_grads) - 1}",
     }
 

@@ -55,7 +55,7 @@ def _gradient_cell(record: dict, prefix: str) -> str:
     errors = [record.get(f"{prefix}{part}_grad_rel_err") for part in ("param", "input")]
     if errors[1] is None:
         return "n/a"
-    return " / ".join("n/a" if error is None or error != error else f"{error:.1e}" for error in errors)  # NaN: none
+    return " / ".join("n/a" if error is None else f"{error:.1e}" for error in errors)
 
 
 def format_table(results: dict[str, dict]) -> str:
